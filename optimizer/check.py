@@ -1,0 +1,97 @@
+"""An independent check of a portfolio against every scenario limit, without the solver.
+
+Used before a result is reported as optimal/feasible, and by the tests. It recomputes costs,
+shares and outputs from the data with numpy; nothing here reads the Pyomo model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data import ProjectData
+from .schema import OUTPUT_COLUMNS, Scenario
+
+REL_TOL = 1e-6  # relative to the limit (or to total spend for shares)
+ABS_TOL = 1e-6  # MUSD, t/y or count
+
+
+def portfolio_arrays(data: ProjectData, stakes: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen 0/1, stake) arrays in row order from a {project_id: stake} mapping."""
+    pos = dict(zip(data.frame["project_id"], range(data.n), strict=True))
+    x = np.zeros(data.n)
+    s = np.zeros(data.n)
+    for pid, st in stakes.items():
+        x[pos[pid]] = 1.0
+        s[pos[pid]] = st
+    return x, s
+
+
+def violations(data: ProjectData, scenario: Scenario, stakes: dict[str, float]) -> list[str]:
+    """Every constraint of CONTRACT section 3 the portfolio breaks, in words (empty if none)."""
+    f = data.frame
+    x, s = portfolio_arrays(data, stakes)
+    out: list[str] = []
+
+    def over(value: float, limit: float, what: str) -> None:
+        if value > limit + ABS_TOL + REL_TOL * abs(limit):
+            out.append(f"{what}: {value:.6g} exceeds {limit:.6g}")
+
+    smin, smax = data.col("min_stake"), data.col("max_stake")
+    for i in np.flatnonzero(x > 0):
+        if not (smin[i] - ABS_TOL <= s[i] <= smax[i] + ABS_TOL):
+            out.append(f"stake of {f['project_id'].iat[i]} = {s[i]:.6g} outside "
+                       f"[{smin[i]:.6g}, {smax[i]:.6g}]")
+    cost = data.col("equity_value_musd") * s + data.col("deal_cost_musd") * x
+    total = float(cost.sum())
+    india = data.col("india_share")
+    over(total, scenario.budget_musd, "budget_musd")
+    if scenario.kabil_budget_musd is not None:
+        over(float((india * cost).sum()), scenario.kabil_budget_musd, "kabil_budget_musd")
+    if scenario.us_budget_musd is not None:
+        over(float(((1 - india) * cost).sum()), scenario.us_budget_musd, "us_budget_musd")
+    for k, cap in enumerate(scenario.annual_budget_musd or []):
+        if cap is not None:
+            spent = float((data.spend[:, k] * cost).sum()) if k < data.n_years else 0.0
+            over(spent, cap, f"annual_budget_musd.{k}")
+    share_tol = ABS_TOL + REL_TOL * total
+    if scenario.max_country_share is not None:
+        by = f.assign(c=cost).groupby("country")["c"].sum()
+        for k, v in by.items():
+            if v > scenario.max_country_share * total + share_tol:
+                out.append(f"max_country_share: {k} takes {v / total:.6g} of spend")
+    if scenario.max_avg_risk is not None:
+        risk_excess = float(((data.col("risk_score") - scenario.max_avg_risk) * cost).sum())
+        if risk_excess > share_tol * 10:
+            out.append(f"max_avg_risk: average risk {float((data.col('risk_score') * cost).sum()) / total:.6g}"
+                       f" exceeds {scenario.max_avg_risk}")
+    if scenario.max_china_processing_share is not None:
+        china = float(cost[f["china_processing"].to_numpy(dtype=bool)].sum())
+        if china > scenario.max_china_processing_share * total + share_tol:
+            out.append(f"max_china_processing_share: {china / total:.6g} of spend")
+    chosen = x > 0
+    if scenario.min_countries is not None:
+        n_c = f.loc[chosen, "country"].nunique()
+        if n_c < scenario.min_countries:
+            out.append(f"min_countries: {n_c} < {scenario.min_countries}")
+    if scenario.max_projects is not None and chosen.sum() > scenario.max_projects:
+        out.append(f"max_projects: {int(chosen.sum())} > {scenario.max_projects}")
+    for m, floor in scenario.min_output_t.items():
+        got = float((data.col(OUTPUT_COLUMNS[m]) * s).sum())
+        if got < floor - ABS_TOL - REL_TOL * floor:
+            out.append(f"min_output_t.{m}: {got:.6g} < {floor:.6g}")
+    for g, rows in data.groups.items():
+        if x[rows].sum() > 1:
+            out.append(f"exclusive_group {g}: {int(x[rows].sum())} projects chosen")
+    for p, q in data.requires:
+        if x[p] > 0 and x[q] == 0:
+            out.append(f"requires: {f['project_id'].iat[p]} chosen without {f['project_id'].iat[q]}")
+    ids = f["project_id"]
+    excluded = set(scenario.exclude_projects) | set(
+        ids[f["country"].isin(scenario.exclude_countries)])
+    for pid in stakes:
+        if pid in excluded:
+            out.append(f"excluded project {pid} chosen")
+    for pid in scenario.include_projects:
+        if pid not in stakes:
+            out.append(f"include_projects: {pid} not chosen")
+    return out

@@ -1,0 +1,283 @@
+"""The Pyomo model of CONTRACT section 3, built once per projects table and re-parameterised
+per scenario.
+
+Everything a scenario can change is a mutable ``Param``, a variable bound or the choice of the
+active objective, so a built model (and the persistent HiGHS instance behind it) answers any
+number of what-ifs without being rebuilt: :func:`apply_scenario` only moves numbers.
+
+Notation: ``x[p]`` = ``choose[p]``, ``s[p]`` = ``stake[p]``, cost
+``c_p = equity_value_p * s_p + deal_cost_p * x_p``, ``T`` = ``total_cost``.
+A limit the scenario leaves out (null) becomes an infinite row bound: the row stays in the
+model but constrains nothing. Each scenario row also carries a slack ``relax[f]`` (bounds 0..0
+in normal solves) that infeasibility diagnosis frees to measure how far field ``f`` must move.
+
+Building is vectorised: rows are assembled from numpy arrays into ``LinearExpression`` objects
+rather than by per-project Python rules with generic expression algebra (PERF notes: that is
+where Pyomo models usually lose their time).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.core.expr.numeric_expr import LinearExpression
+
+from .data import ProjectData
+from .schema import MINERALS, Scenario
+
+INF = math.inf
+
+
+def relax_fields(n_years: int) -> list[str]:
+    """Scenario field paths that diagnosis can relax, each with its own slack."""
+    return [
+        "budget_musd", "kabil_budget_musd", "us_budget_musd",
+        *[f"annual_budget_musd.{k}" for k in range(n_years)],
+        "max_country_share", "min_countries", "max_projects",
+        *[f"min_output_t.{m}" for m in MINERALS],
+        "max_avg_risk", "max_china_processing_share",
+    ]
+
+
+@dataclass(eq=False)
+class BuiltModel:
+    """A built Pyomo model plus what is needed to read it back."""
+
+    model: pyo.ConcreteModel
+    data: ProjectData
+    countries: list[str]  # index of ``country_used``
+    country_rows: dict[str, np.ndarray]  # country -> project rows
+    build_s: float
+    moved: list[int] = field(default_factory=list)  # rows whose choose bounds differ from 0..1
+
+
+def _lin(coefs, vars_) -> LinearExpression:
+    """A linear expression from parallel coefficient and variable sequences (zeros dropped)."""
+    c, v = [], []
+    for a, x in zip(coefs, vars_, strict=True):
+        a = float(a)
+        if a != 0.0:
+            c.append(a)
+            v.append(x)
+    return LinearExpression(constant=0.0, linear_coefs=c, linear_vars=v)
+
+
+def build_model(data: ProjectData) -> BuiltModel:
+    """Build the portfolio MIP for ``data``; call :func:`apply_scenario` before solving."""
+    t0 = time.perf_counter()
+    n = data.n
+    f = data.frame
+    equity = data.col("equity_value_musd")
+    deal = data.col("deal_cost_musd")
+    npv = data.col("npv_musd")
+    india = data.col("india_share")
+    risk = data.col("risk_score")
+    smin = data.col("min_stake")
+    smax = data.col("max_stake")
+    out = data.output()
+    china = f["china_processing"].to_numpy(dtype=bool)
+    country = f["country"].to_numpy()
+    countries = sorted(set(country))
+    country_rows = {k: np.flatnonzero(country == k) for k in countries}
+
+    m = pyo.ConcreteModel(name="critical_mineral_portfolio")
+    m.P = pyo.RangeSet(0, n - 1, doc="candidate projects (row positions)")
+    m.M = pyo.Set(initialize=MINERALS, ordered=True, doc="minerals")
+    m.K = pyo.Set(initialize=countries, ordered=True, doc="host countries")
+    m.Y = pyo.RangeSet(0, data.n_years - 1, doc="plan years (0 = year 1)")
+    m.F = pyo.Set(initialize=relax_fields(data.n_years), ordered=True,
+                  doc="relaxable scenario fields (diagnosis)")
+
+    # --- variables -------------------------------------------------------------------------
+    m.choose = pyo.Var(m.P, domain=pyo.Binary, doc="x[p]: 1 if project p is backed")
+    m.stake = pyo.Var(m.P, domain=pyo.NonNegativeReals,
+                      bounds=lambda _, p: (0.0, float(smax[p])),
+                      doc="s[p]: fraction of project p bought")
+    m.total_cost = pyo.Var(domain=pyo.NonNegativeReals, doc="T = sum_p c_p, MUSD")
+    m.output = pyo.Var(m.M, domain=pyo.NonNegativeReals,
+                       doc="O[m] = sum_p output[p,m] * s[p], t/y of mineral m")
+    m.country_used = pyo.Var(m.K, domain=pyo.Binary,
+                             doc="u[k] <= 1 only if some project in country k is backed")
+    m.relax = pyo.Var(m.F, domain=pyo.NonNegativeReals, bounds=(0.0, 0.0),
+                      doc="slack on scenario field f; fixed at 0 except in diagnosis")
+
+    x = [m.choose[p] for p in range(n)]
+    s = [m.stake[p] for p in range(n)]
+    T = m.total_cost
+    r = m.relax
+
+    # --- scenario parameters (mutable) -----------------------------------------------------
+    mut = {"mutable": True, "domain": pyo.Any}
+    m.budget_cap = pyo.Param(initialize=INF, doc="budget_musd", **mut)
+    m.kabil_cap = pyo.Param(initialize=INF, doc="kabil_budget_musd", **mut)
+    m.us_cap = pyo.Param(initialize=INF, doc="us_budget_musd", **mut)
+    m.annual_cap = pyo.Param(m.Y, initialize=INF, doc="annual_budget_musd[k]", **mut)
+    m.country_share_cap = pyo.Param(initialize=1.0, doc="max_country_share", **mut)
+    m.country_share_ub = pyo.Param(initialize=INF, doc="0 when max_country_share is set", **mut)
+    m.risk_cap = pyo.Param(initialize=10.0, doc="max_avg_risk", **mut)
+    m.risk_ub = pyo.Param(initialize=INF, doc="0 when max_avg_risk is set", **mut)
+    m.china_cap = pyo.Param(initialize=1.0, doc="max_china_processing_share", **mut)
+    m.china_ub = pyo.Param(initialize=INF, doc="0 when max_china_processing_share is set", **mut)
+    m.countries_floor = pyo.Param(initialize=-INF, doc="min_countries", **mut)
+    m.projects_cap = pyo.Param(initialize=INF, doc="max_projects", **mut)
+    m.output_floor = pyo.Param(m.M, initialize=-INF, doc="min_output_t[m]", **mut)
+    m.supply_weight = pyo.Param(m.M, initialize=1.0, doc="supply_weights[m]", **mut)
+    m.relax_weight = pyo.Param(m.F, initialize=0.0, doc="diagnosis weight of relax[f]", **mut)
+
+    # --- constraints, one family each ------------------------------------------------------
+    cost_coefs = np.concatenate([equity, deal])
+    sx = s + x
+
+    def cost_of(rows: np.ndarray, weight: np.ndarray | None = None) -> LinearExpression:
+        """sum_{p in rows} weight_p * c_p as a linear expression."""
+        w = np.ones(len(rows)) if weight is None else weight
+        coefs = np.concatenate([equity[rows] * w, deal[rows] * w])
+        return _lin(coefs, [s[i] for i in rows] + [x[i] for i in rows])
+
+    every = np.arange(n)
+
+    m.stake_min = pyo.Constraint(
+        m.P, rule=lambda _, p: (0.0, _lin((1.0, -smin[p]), (s[p], x[p])), None),
+        doc="s[p] >= min_stake[p] * x[p]")
+    m.stake_max = pyo.Constraint(
+        m.P, rule=lambda _, p: (None, _lin((1.0, -smax[p]), (s[p], x[p])), 0.0),
+        doc="s[p] <= max_stake[p] * x[p]")
+    m.total_cost_def = pyo.Constraint(
+        expr=(0.0, _lin(np.concatenate([[1.0], -cost_coefs]), [T, *sx]), 0.0),
+        doc="T = sum_p (equity_value[p] * s[p] + deal_cost[p] * x[p])")
+    m.budget = pyo.Constraint(expr=(None, T - r["budget_musd"], m.budget_cap),
+                              doc="T <= budget_musd")
+    m.side_budget_kabil = pyo.Constraint(
+        expr=(None, cost_of(every, india) - r["kabil_budget_musd"], m.kabil_cap),
+        doc="sum_p india_share[p] * c_p <= kabil_budget_musd")
+    m.side_budget_us = pyo.Constraint(
+        expr=(None, cost_of(every, 1.0 - india) - r["us_budget_musd"], m.us_cap),
+        doc="sum_p (1 - india_share[p]) * c_p <= us_budget_musd")
+    m.annual_budget = pyo.Constraint(
+        m.Y, rule=lambda _, k: (None, cost_of(every, data.spend[:, k])
+                                - r[f"annual_budget_musd.{k}"], m.annual_cap[k]),
+        doc="sum_p spend_share[p,k] * c_p <= annual_budget_musd[k]")
+    m.country_share = pyo.Constraint(
+        m.K, rule=lambda _, k: (None, cost_of(country_rows[k]) - m.country_share_cap * T
+                                - r["max_country_share"], m.country_share_ub),
+        doc="sum_{p in k} c_p <= max_country_share * T  (sparse thanks to T)")
+    m.avg_risk = pyo.Constraint(
+        expr=(None, cost_of(every, risk) - m.risk_cap * T - r["max_avg_risk"], m.risk_ub),
+        doc="sum_p risk[p] * c_p <= max_avg_risk * T")
+    china_rows = np.flatnonzero(china)
+    m.china_share = pyo.Constraint(
+        expr=(None, cost_of(china_rows) - m.china_cap * T - r["max_china_processing_share"],
+              m.china_ub),
+        doc="sum_{p china} c_p <= max_china_processing_share * T")
+    m.country_used_link = pyo.Constraint(
+        m.K, rule=lambda _, k: (None, _lin(np.concatenate([[1.0], -np.ones(len(country_rows[k]))]),
+                                           [m.country_used[k], *(x[i] for i in country_rows[k])]),
+                                0.0),
+        doc="u[k] <= sum_{p in k} x[p]")
+    m.min_countries = pyo.Constraint(
+        expr=(m.countries_floor, sum(m.country_used[k] for k in countries) + r["min_countries"],
+              None),
+        doc="sum_k u[k] >= min_countries")
+    m.max_projects = pyo.Constraint(
+        expr=(None, _lin(np.ones(n), x) - r["max_projects"], m.projects_cap),
+        doc="sum_p x[p] <= max_projects")
+    m.output_def = pyo.Constraint(
+        m.M, rule=lambda _, mi: (0.0, _lin(np.concatenate([[1.0], -out[:, MINERALS.index(mi)]]),
+                                           [m.output[mi], *s]), 0.0),
+        doc="O[m] = sum_p output[p,m] * s[p]")
+    m.min_output = pyo.Constraint(
+        m.M, rule=lambda _, mi: (m.output_floor[mi], m.output[mi] + r[f"min_output_t.{mi}"], None),
+        doc="O[m] >= min_output_t[m]")
+    groups = sorted(data.groups)
+    m.G = pyo.Set(initialize=groups, ordered=True, doc="exclusive groups")
+    m.exclusive = pyo.Constraint(
+        m.G, rule=lambda _, g: (None, _lin(np.ones(len(data.groups[g])),
+                                           [x[i] for i in data.groups[g]]), 1.0),
+        doc="sum_{p in group g} x[p] <= 1")
+    m.R = pyo.RangeSet(0, len(data.requires) - 1, doc="requires links (p needs q)")
+    m.requires = pyo.Constraint(
+        m.R, rule=lambda _, j: (None, _lin((1.0, -1.0), (x[data.requires[j][0]],
+                                                         x[data.requires[j][1]])), 0.0),
+        doc="x[p] <= x[q] where p requires q")
+
+    # --- objectives (exactly one active) ---------------------------------------------------
+    m.npv_obj = pyo.Objective(expr=_lin(np.concatenate([npv, -deal]), sx), sense=pyo.maximize,
+                              doc="max sum_p (npv[p] * s[p] - deal_cost[p] * x[p])")
+    m.supply_obj = pyo.Objective(expr=sum(m.supply_weight[mi] * m.output[mi] for mi in MINERALS),
+                                 sense=pyo.maximize,
+                                 doc="max sum_m supply_weights[m] * O[m]")
+    m.relax_obj = pyo.Objective(expr=sum(m.relax_weight[fl] * r[fl] for fl in m.F),
+                                sense=pyo.minimize,
+                                doc="diagnosis: min sum_f weight[f] * relax[f]")
+    m.supply_obj.deactivate()
+    m.relax_obj.deactivate()
+    return BuiltModel(model=m, data=data, countries=countries, country_rows=country_rows,
+                      build_s=time.perf_counter() - t0)
+
+
+def _cap(v: float | None) -> float:
+    return INF if v is None else float(v)
+
+
+def apply_scenario(built: BuiltModel, scenario: Scenario) -> None:
+    """Move every scenario number into the built model (params, bounds, active objective)."""
+    m = built.model
+    sc = scenario
+    m.budget_cap.set_value(float(sc.budget_musd))
+    m.kabil_cap.set_value(_cap(sc.kabil_budget_musd))
+    m.us_cap.set_value(_cap(sc.us_budget_musd))
+    annual = list(sc.annual_budget_musd or [])
+    for k in m.Y:
+        m.annual_cap[k].set_value(_cap(annual[k] if k < len(annual) else None))
+    for cap, ub, v in ((m.country_share_cap, m.country_share_ub, sc.max_country_share),
+                       (m.risk_cap, m.risk_ub, sc.max_avg_risk),
+                       (m.china_cap, m.china_ub, sc.max_china_processing_share)):
+        if v is None:
+            ub.set_value(INF)
+        else:
+            cap.set_value(float(v))
+            ub.set_value(0.0)
+    m.countries_floor.set_value(-INF if sc.min_countries is None else float(sc.min_countries))
+    m.projects_cap.set_value(_cap(sc.max_projects))
+    weights = sc.weights()
+    for mi in MINERALS:
+        floor = sc.min_output_t.get(mi)
+        m.output_floor[mi].set_value(-INF if floor is None else float(floor))
+        m.supply_weight[mi].set_value(weights[mi])
+    set_choice_bounds(built, sc.include_projects, sc.exclude_projects, sc.exclude_countries)
+    for fl in m.F:
+        m.relax[fl].setub(0.0)
+    use_objective(built, sc.objective)
+
+
+def set_choice_bounds(built: BuiltModel, include: list[str], exclude: list[str],
+                      exclude_countries: list[str]) -> None:
+    """Forced choices and exclusions as bounds on ``choose`` (cheap to change when persistent)."""
+    m = built.model
+    f = built.data.frame
+    lb = np.zeros(built.data.n)
+    ub = np.ones(built.data.n)
+    pos = dict(zip(f["project_id"], range(built.data.n), strict=True))
+    ub[f["country"].isin(exclude_countries).to_numpy()] = 0.0
+    for pid in exclude:
+        ub[pos[pid]] = 0.0
+    for pid in include:
+        lb[pos[pid]] = 1.0
+    moved = np.flatnonzero((lb != 0.0) | (ub != 1.0)).tolist()
+    # reset what the previous scenario moved, then set this one's: O(changes), not O(n)
+    for p in set(moved) | set(built.moved):
+        m.choose[p].setlb(float(lb[p]))
+        m.choose[p].setub(float(ub[p]))
+    built.moved = moved
+
+
+def use_objective(built: BuiltModel, name: str) -> None:
+    """Activate exactly one of ``npv_obj``, ``supply_obj``, ``relax_obj`` (``none``: none of
+    them, for a caller that adds its own objective)."""
+    m = built.model
+    for key, obj in (("npv", m.npv_obj), ("supply", m.supply_obj), ("relax", m.relax_obj)):
+        obj.activate() if key == name else obj.deactivate()

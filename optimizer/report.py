@@ -1,0 +1,75 @@
+"""Human-readable rendering of a Result (the CLI's ``--format table``)."""
+
+from __future__ import annotations
+
+
+import io
+
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from .schema import MINERALS, Result
+
+UNITS = {"tantalum": "t Ta2O5", "niobium": "t Nb2O5", "ree": "t TREO"}
+
+
+def render_table(result: Result, width: int = 120) -> str:
+    """The result as text: status line, portfolio table with totals, binding limits, and the
+    diagnosis when infeasible."""
+    console = Console(width=width, record=True, force_terminal=False, color_system=None,
+                      file=io.StringIO())  # recorded, not printed
+    parts: list = []
+    head = f"Scenario {result.scenario_name!r}: {result.status.upper()}"
+    if result.objective is not None:
+        head += f"   objective {result.objective:,.2f}"
+    if result.mip_gap is not None:
+        head += f"   gap {result.mip_gap:.2e}"
+    head += (f"   (HiGHS {result.solver.version}, build {result.solver.build_s:.2f} s, "
+             f"solve {result.solver.solve_time_s:.2f} s)")
+    parts.append(Text(head))
+    if result.selected:
+        t = Table(box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False)
+        tot = result.totals
+        t.add_column("project", footer=f"{tot.n_projects} projects")
+        t.add_column("country", footer=f"{tot.n_countries} countries")
+        t.add_column("mineral")
+        t.add_column("lead")
+        t.add_column("stake", justify="right")
+        t.add_column("cost MUSD", justify="right", footer=f"{tot.cost_musd:,.1f}")
+        t.add_column("KABIL", justify="right", footer=f"{tot.kabil_musd:,.1f}")
+        t.add_column("US", justify="right", footer=f"{tot.us_musd:,.1f}")
+        t.add_column("NPV MUSD", justify="right", footer=f"{tot.npv_musd:,.1f}")
+        for m in MINERALS:
+            t.add_column(f"{m} t/y", justify="right", footer=f"{tot.output_t[m]:,.0f}")
+        for p in result.selected:
+            t.add_row(p.project_id, p.country, p.mineral, p.partner, f"{p.stake:.1%}",
+                      f"{p.cost_musd:,.1f}", f"{p.kabil_musd:,.1f}", f"{p.us_musd:,.1f}",
+                      f"{p.npv_musd:,.1f}", *(f"{p.output_t[m]:,.0f}" for m in MINERALS))
+        parts.append(t)
+        spread = ", ".join(f"{k} {v / tot.cost_musd:.0%}" for k, v in tot.by_country_musd.items())
+        lines = [f"Spend by country: {spread}"]
+        if tot.avg_risk is not None:
+            lines.append(f"Spend-weighted risk {tot.avg_risk:.2f}; China-processed share "
+                         f"{tot.china_processing_share:.0%}; spend by plan year: "
+                         + ", ".join(f"{v:,.1f}" for v in tot.annual_musd))
+        parts.append(Text("\n".join(lines)))
+    elif result.status in ("optimal", "feasible"):
+        parts.append(Text("The best portfolio under this scenario is to back nothing."))
+    if result.binding:
+        bt = Table(title="Binding limits (met exactly)", box=box.SIMPLE_HEAD, pad_edge=False,
+                   title_justify="left")
+        bt.add_column("scenario field")
+        bt.add_column("limit", justify="right")
+        bt.add_column("portfolio", justify="right")
+        for b in result.binding:
+            bt.add_row(b.field, f"{b.limit:,.4g}", f"{b.value:,.4g}")
+        parts.append(bt)
+    if result.diagnosis is not None:
+        parts.append(Text("Why: " + result.diagnosis.message))
+    if result.status == "no_solution":
+        parts.append(Text("The solver stopped at its time limit before finding any portfolio; "
+                          "raise solver.time_limit_s."))
+    console.print(Group(*parts))
+    return console.export_text()

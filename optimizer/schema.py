@@ -1,0 +1,256 @@
+"""What the inputs and the result look like: the project columns (as data), the scenario and
+the result object of CONTRACT.md, as pydantic models.
+
+The column table below drives validation (``optimizer.data``), the HTTP schema and the
+column reference in ``inputs/README.md``; change a column here and all three follow.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MINERALS: tuple[str, ...] = ("tantalum", "niobium", "ree")
+PARTNERS: tuple[str, ...] = ("KABIL", "US", "JOINT")
+PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+SPEND_SHARE_RE = re.compile(r"^spend_share_([1-9][0-9]*)$")
+SPEND_SHARE_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the candidate-projects table."""
+
+    name: str
+    kind: Literal["id", "text", "country", "mineral", "partner", "float", "int", "bool"]
+    required: bool
+    unit: str
+    rule: str  # the allowed values, in words (used in error messages and docs)
+    meaning: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # lo is exclusive
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("project_id", "id", True, "", "text `[A-Za-z0-9_.-]{1,64}`, unique", "unique key"),
+    Column("name", "text", True, "", "non-empty text", "display name"),
+    Column("country", "country", True, "", "ISO 3166-1 alpha-2, e.g. `MW`",
+           "host country of the asset"),
+    Column("mineral", "mineral", True, "", "`tantalum`, `niobium` or `ree`", "primary mineral"),
+    Column("partner", "partner", True, "", "`KABIL`, `US` or `JOINT`", "who leads the deal"),
+    Column("india_share", "float", True, "fraction", "0..1",
+           "fraction of the deal's cost paid by the Indian side (KABIL); the US side pays the "
+           "rest", 0.0, 1.0),
+    Column("equity_value_musd", "float", True, "MUSD", "> 0", "price of a 100 % stake",
+           0.0, None, lo_open=True),
+    Column("min_stake", "float", True, "fraction", "0 < min_stake <= max_stake",
+           "smallest stake that may be bought if the project is chosen", 0.0, 1.0, lo_open=True),
+    Column("max_stake", "float", True, "fraction", "min_stake <= max_stake <= 1",
+           "largest stake that may be bought", 0.0, 1.0, lo_open=True),
+    Column("deal_cost_musd", "float", True, "MUSD", ">= 0",
+           "fixed cost of doing the deal at all (diligence, fees)", 0.0),
+    Column("npv_musd", "float", True, "MUSD", "any finite number",
+           "net present value of a 100 % stake after paying equity_value_musd"),
+    Column("output_tantalum_t", "float", True, "t/y Ta2O5", ">= 0",
+           "annual tantalum output of the whole project", 0.0),
+    Column("output_niobium_t", "float", True, "t/y Nb2O5", ">= 0",
+           "annual niobium output of the whole project", 0.0),
+    Column("output_ree_t", "float", True, "t/y TREO", ">= 0",
+           "annual rare-earth output of the whole project", 0.0),
+    Column("risk_score", "float", True, "1..10", "1..10",
+           "composite country, ESG and execution risk, 10 the worst", 1.0, 10.0),
+    Column("china_processing", "bool", False, "", "true/false (default false)",
+           "output today depends on processing in China"),
+    Column("exclusive_group", "text", False, "", "text (optional)",
+           "at most one project of a group may be chosen"),
+    Column("requires", "text", False, "", "a project_id of this table (optional)",
+           "this project may be chosen only if that one is"),
+    Column("stage", "text", False, "", "text", "descriptive: development stage"),
+    Column("operator", "text", False, "", "text", "descriptive: operator / owner"),
+    Column("region", "text", False, "", "text", "descriptive: world region"),
+    Column("first_production_year", "int", False, "year", "integer year (optional)",
+           "descriptive: first (or expected) production", 1900.0, 2100.0),
+    Column("source", "text", False, "", "text", "where the figures come from; estimates say so"),
+)
+COLUMN_BY_NAME = {c.name: c for c in COLUMNS}
+OUTPUT_COLUMNS = {m: f"output_{m}_t" for m in MINERALS}
+
+
+def spend_share_column(year: int) -> Column:
+    """The column ``spend_share_<year>`` (multi-year capital budgeting)."""
+    return Column(f"spend_share_{year}", "float", False, "fraction",
+                  "0..1; a row's spend_share_k sum to 1",
+                  f"fraction of the deal's cost paid in plan year {year}", 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario
+# ---------------------------------------------------------------------------------------------
+
+Mineral = Literal["tantalum", "niobium", "ree"]
+PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class SolverSettings(BaseModel):
+    """HiGHS limits and options for one solve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time_limit_s: float = Field(60.0, gt=0, le=86_400, allow_inf_nan=False,
+                                description="wall-clock limit for the MIP search, seconds")
+    mip_gap: float = Field(1e-4, ge=0, le=1, allow_inf_nan=False,
+                           description="relative MIP gap at which the search stops")
+    presolve: Literal["off", "on", "choose"] = Field(
+        "off",
+        description="HiGHS presolve; 'off' measured fastest on this model family "
+        "(bench/README.md), 'choose' lets HiGHS decide")
+    random_seed: int = Field(0, ge=0, le=2_147_483_647, description="HiGHS random seed")
+
+
+class Scenario(BaseModel):
+    """A budget scenario (CONTRACT section 2). Unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "name": "base", "budget_musd": 2000, "kabil_budget_musd": 1000,
+        "max_country_share": 0.35, "min_countries": 4, "max_avg_risk": 6,
+        "min_output_t": {"ree": 3000}, "objective": "npv"}]})
+
+    name: str = Field("scenario", max_length=200, description="label")
+    description: str | None = Field(None, max_length=2000,
+                                    description="one line saying what question this asks")
+    budget_musd: PositiveFinite = Field(description="total spend cap, both sides together, MUSD")
+    kabil_budget_musd: PositiveFinite | None = Field(None, description="cap on KABIL's spend")
+    us_budget_musd: PositiveFinite | None = Field(None, description="cap on the US side's spend")
+    annual_budget_musd: list[NonNegFinite | None] | None = Field(
+        None, max_length=100, description="cap on total spend in plan year 1, 2, ...")
+    max_country_share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
+        None, description="no country may take more than this share of total spend")
+    min_countries: Annotated[int, Field(ge=0, le=10_000)] | None = Field(
+        None, description="at least this many distinct host countries")
+    max_projects: Annotated[int, Field(ge=0, le=1_000_000)] | None = Field(
+        None, description="at most this many projects")
+    min_output_t: dict[Mineral, NonNegFinite] = Field(
+        default_factory=dict, description="offtake entitlement floor per mineral, t/y")
+    max_avg_risk: Annotated[float, Field(ge=1, le=10, allow_inf_nan=False)] | None = Field(
+        None, description="cap on the spend-weighted average risk_score")
+    max_china_processing_share: Fraction | None = Field(
+        None, description="cap on the share of total spend in china_processing projects")
+    exclude_countries: list[str] = Field(default_factory=list, max_length=1000)
+    exclude_projects: list[str] = Field(default_factory=list, max_length=1_000_000)
+    include_projects: list[str] = Field(default_factory=list, max_length=1_000_000)
+    objective: Literal["npv", "supply"] = "npv"
+    supply_weights: dict[Mineral, NonNegFinite] = Field(
+        default_factory=dict, description="weight per tonne for the supply objective (1 each)")
+    solver: SolverSettings = Field(default_factory=SolverSettings)
+
+    @field_validator("exclude_countries")
+    @classmethod
+    def _iso2(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if not COUNTRY_RE.match(c):
+                raise ValueError(f"{c!r} is not an ISO 3166-1 alpha-2 code (two capitals)")
+        return v
+
+    @field_validator("exclude_projects", "include_projects")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not PROJECT_ID_RE.match(p):
+                raise ValueError(f"{p!r} is not a valid project_id")
+        return v
+
+    def weights(self) -> dict[str, float]:
+        """Supply weight of each mineral (1 where not given)."""
+        return {m: float(self.supply_weights.get(m, 1.0)) for m in MINERALS}
+
+
+# ---------------------------------------------------------------------------------------------
+# Result (CONTRACT section 4)
+# ---------------------------------------------------------------------------------------------
+
+Status = Literal["optimal", "feasible", "infeasible", "no_solution"]
+
+
+class SelectedProject(BaseModel):
+    project_id: str
+    name: str
+    country: str
+    mineral: str
+    partner: str
+    stake: float
+    cost_musd: float
+    kabil_musd: float
+    us_musd: float
+    npv_musd: float
+    output_t: dict[str, float]
+
+
+class Totals(BaseModel):
+    cost_musd: float
+    kabil_musd: float
+    us_musd: float
+    npv_musd: float
+    output_t: dict[str, float]
+    by_country_musd: dict[str, float]
+    avg_risk: float | None
+    china_processing_share: float | None = None
+    annual_musd: list[float] = Field(default_factory=list)
+    n_projects: int = 0
+    n_countries: int = 0
+
+
+class Diagnosis(BaseModel):
+    conflicts: list[str] = Field(description="scenario field paths that together make it infeasible")
+    message: str
+    fixes: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="single-field changes shown to restore feasibility, "
+        "e.g. {'field': 'budget_musd', 'from': 300, 'to': 412.5}")
+    complete: bool = Field(True, description="false when a check hit its time limit")
+
+
+class SolverInfo(BaseModel):
+    name: str = "highs"
+    version: str
+    build_s: float
+    solve_time_s: float
+    termination: str = ""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Provenance(BaseModel):
+    dataset_sha256: str
+    scenario_sha256: str
+    software_version: str
+    pyomo_version: str = ""
+    python_version: str = ""
+
+
+class Binding(BaseModel):
+    field: str
+    limit: float
+    value: float
+
+
+class Result(BaseModel):
+    """The outcome of one solve; the same object from the CLI, the library and the HTTP API."""
+
+    status: Status
+    objective: float | None
+    best_bound: float | None
+    mip_gap: float | None
+    selected: list[SelectedProject]
+    totals: Totals
+    binding: list[Binding] = Field(default_factory=list,
+                                   description="scenario limits the portfolio meets exactly")
+    diagnosis: Diagnosis | None
+    solver: SolverInfo
+    provenance: Provenance
+    scenario_name: str = ""

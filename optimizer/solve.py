@@ -1,0 +1,216 @@
+"""Solving: one built model and one persistent HiGHS instance (Pyomo's ``highs`` interface)
+per projects table, re-solved for each scenario.
+
+``Optimizer(data).solve(scenario)`` is the library's entry point; ``optimize()`` is the
+one-shot form. Solver outcomes are typed data (:class:`~optimizer.schema.Result`), never
+exceptions; only bad input raises (:class:`~optimizer.errors.InputError`).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
+from pyomo.contrib.solver.solvers.highs import Highs
+
+from .check import violations
+from .data import (
+    ProjectData,
+    check_scenario_against,
+    load_projects,
+    load_scenario,
+    scenario_sha256,
+)
+from .model import BuiltModel, apply_scenario, build_model
+from .results import binding, objective_value, portfolio
+from .schema import Provenance, Result, Scenario, SolverInfo, Totals
+
+# A solve HiGHS calls optimal is reported "optimal" only if its gap is within this; a looser
+# user mip_gap that stopped the search earlier is reported "feasible" (CONTRACT section 4).
+OPTIMAL_GAP = 1e-4
+
+
+def _pkg_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+SOFTWARE_VERSION = _pkg_version("critical-minerals-optimizer")
+PYOMO_VERSION = _pkg_version("pyomo")
+HIGHS_VERSION = ".".join(str(v) for v in Highs().version())
+
+
+@dataclass
+class Outcome:
+    """What one HiGHS run produced, before it becomes a Result."""
+
+    termination: TerminationCondition
+    has_solution: bool
+    objective: float | None
+    bound: float | None
+    solve_s: float
+    stakes: dict[str, float]
+
+
+class Optimizer:
+    """A built model for one projects table, re-solvable for any number of scenarios.
+
+    Not thread-safe: one Optimizer per worker process (Pyomo has process-wide state).
+    """
+
+    def __init__(self, data: ProjectData) -> None:
+        self.data = data
+        self.built: BuiltModel = build_model(data)
+        self._highs: Highs | None = None
+        self._transfer_s = 0.0
+        self._last: Any = None
+        self._run_clock = 0.0
+
+    # -- low level: used by solve() and by diagnosis ---------------------------------------
+    def run(self, scenario: Scenario, *, time_limit_s: float | None = None) -> Outcome:
+        """Solve the model as it stands now (the caller has set params/bounds/objective)."""
+        first = self._highs is None
+        if first:
+            self._highs = Highs()
+        st = scenario.solver
+        t0 = time.perf_counter()
+        res = self._highs.solve(
+            self.built.model,
+            time_limit=time_limit_s or st.time_limit_s,
+            rel_gap=st.mip_gap,
+            load_solutions=False,
+            raise_exception_on_nonoptimal_result=False,
+            solver_options={"presolve": st.presolve, "random_seed": st.random_seed,
+                            "output_flag": False},
+        )
+        wall = time.perf_counter() - t0
+        # HiGHS's run clock is cumulative over runs on one instance: take the difference
+        run_clock = float(res.timing_info.highs_time or 0.0)
+        highs_s = max(0.0, run_clock - self._run_clock)
+        self._run_clock = run_clock
+        if first:
+            self._transfer_s = max(0.0, wall - highs_s)
+        has = res.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
+        self._last = res
+        stakes: dict[str, float] = {}
+        if has:
+            stakes = self._read_stakes()
+        return Outcome(termination=res.termination_condition, has_solution=has,
+                       objective=res.incumbent_objective, bound=res.objective_bound,
+                       solve_s=highs_s, stakes=stakes)
+
+    def _read_stakes(self) -> dict[str, float]:
+        m = self.built.model
+        n = self.data.n
+        prim = self._last.solution_loader.get_vars([*m.choose.values(), *m.stake.values()])
+        x = np.fromiter((prim[m.choose[p]] for p in range(n)), float, n)
+        s = np.fromiter((prim[m.stake[p]] for p in range(n)), float, n)
+        rows = np.flatnonzero(x > 0.5)
+        smin, smax = self.data.col("min_stake"), self.data.col("max_stake")
+        ids = self.data.frame["project_id"].to_numpy()
+        # HiGHS meets bounds within its 1e-6 tolerance; clip so reported stakes are exact
+        return {ids[i]: float(min(max(s[i], smin[i]), smax[i])) for i in rows}
+
+    def relaxed_value(self, field: str) -> float:
+        """The slack HiGHS chose for a diagnosis field in the last run."""
+        v = self.built.model.relax[field]
+        return float(self._last.solution_loader.get_vars([v])[v])
+
+    # -- the library entry point ----------------------------------------------------------
+    def solve(self, scenario: Scenario | dict | str | Path, *, diagnose: bool = True) -> Result:
+        """Solve ``scenario`` on this table; infeasible scenarios come back diagnosed."""
+        sc = load_scenario(scenario)
+        check_scenario_against(sc, self.data)
+        apply_scenario(self.built, sc)
+        out = self.run(sc)
+        status = _status(out, sc)
+        stakes = out.stakes if status in ("optimal", "feasible") else {}
+        selected, totals = portfolio(self.data, stakes)
+        diagnosis = None
+        if status in ("optimal", "feasible"):
+            broken = violations(self.data, sc, stakes)
+            if broken:  # never show a wrong answer as right
+                raise SolutionCheckError(broken)
+        elif status == "infeasible" and diagnose:
+            from .diagnose import diagnose_infeasible
+
+            diagnosis = diagnose_infeasible(self, sc)
+            apply_scenario(self.built, sc)  # leave the model as the scenario set it
+        obj = objective_value(self.data, sc, totals) if stakes or status in (
+            "optimal", "feasible") else None
+        bound = out.bound if status in ("optimal", "feasible") else None
+        return Result(
+            status=status, objective=obj,
+            best_bound=_finite(bound),
+            mip_gap=_gap(obj, bound) if obj is not None else None,
+            selected=selected, totals=totals,
+            binding=binding(sc, totals) if stakes else [],
+            diagnosis=diagnosis,
+            solver=SolverInfo(
+                version=HIGHS_VERSION,
+                build_s=round(self.built.build_s + self._transfer_s, 6),
+                solve_time_s=round(out.solve_s, 6),
+                termination=out.termination.name,
+                options={"time_limit_s": sc.solver.time_limit_s, "mip_gap": sc.solver.mip_gap,
+                         "presolve": sc.solver.presolve, "random_seed": sc.solver.random_seed}),
+            provenance=Provenance(
+                dataset_sha256=self.data.sha256, scenario_sha256=scenario_sha256(sc),
+                software_version=SOFTWARE_VERSION, pyomo_version=PYOMO_VERSION,
+                python_version=platform.python_version()),
+            scenario_name=sc.name,
+        )
+
+
+class SolutionCheckError(RuntimeError):
+    """The solver's portfolio failed the independent constraint check (a bug, not bad input)."""
+
+    def __init__(self, broken: list[str]) -> None:
+        self.broken = broken
+        super().__init__("solver returned a portfolio that breaks the scenario: "
+                         + "; ".join(broken))
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def _gap(obj: float | None, bound: float | None) -> float | None:
+    """HiGHS's relative gap |bound - obj| / |obj| (0 when both are 0)."""
+    if obj is None or bound is None or not math.isfinite(bound):
+        return None
+    diff = abs(bound - obj)
+    if diff <= 1e-9:
+        return 0.0
+    return None if abs(obj) < 1e-12 else diff / abs(obj)
+
+
+def _status(out: Outcome, sc: Scenario) -> str:
+    tc = out.termination
+    if tc in (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded):
+        return "infeasible"
+    if not out.has_solution:
+        return "no_solution"
+    if tc == TerminationCondition.convergenceCriteriaSatisfied:
+        gap = _gap(out.objective, out.bound)
+        return "optimal" if gap is not None and gap <= max(OPTIMAL_GAP, 1e-9) + 1e-12 else "feasible"
+    return "feasible"
+
+
+def optimize(projects: ProjectData | str | Path | pd.DataFrame | list[dict[str, Any]] | None,
+             scenario: Scenario | dict | str | Path | None) -> Result:
+    """One-shot: validate ``projects`` and ``scenario``, build, solve, return the result."""
+    data = projects if isinstance(projects, ProjectData) else load_projects(projects)
+    return Optimizer(data).solve(load_scenario(scenario))
+
+
+__all__ = ["Optimizer", "optimize", "Outcome", "SolutionCheckError", "Totals"]
