@@ -164,7 +164,6 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
     for i in np.flatnonzero(dup):
         first = int(np.flatnonzero((ids == ids.iloc[i]).to_numpy())[0])
         add([i], "project_id", f"duplicate of row {first + 1}")
-    add(np.flatnonzero(out["name"].isna()), "name", "missing value")
     country = raw["country"].map(_text).str.upper()
     add(np.flatnonzero(~country.map(lambda s: bool(COUNTRY_RE.match(s)))), "country",
         "must be an ISO 3166-1 alpha-2 code such as 'MW'")
@@ -266,8 +265,9 @@ def _coerce(series: pd.Series, col: Column, add) -> pd.Series:
         if col.hi is not None:
             add(np.flatnonzero(ok & (num > col.hi)), col.name, f"out of range: must be {col.rule}")
         if col.kind == "int":
-            add(np.flatnonzero(ok & (num != np.round(num))), col.name, "must be a whole number")
-            return num.where(ok).astype("Int64")
+            frac = ok & (num != np.round(num))
+            add(np.flatnonzero(frac), col.name, "must be a whole number")
+            return num.where(ok & ~frac).astype("Int64")
         return num.where(ok)
     if col.kind == "bool":
         low = text.str.lower()
@@ -350,7 +350,7 @@ def scenario_error(exc: ValidationError, prefix: tuple = ("scenario",)) -> Input
     """Turn pydantic's errors into one InputError naming each field."""
     problems = []
     for e in exc.errors():
-        loc = tuple(e["loc"])
+        loc = tuple(p for p in e["loc"] if p != "[key]")
         path = ".".join(str(p) for p in loc) or "scenario"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
@@ -372,7 +372,8 @@ def check_scenario_against(scenario: Scenario, data: ProjectData) -> None:
     for fld in ("include_projects", "exclude_projects"):
         for i, pid in enumerate(getattr(scenario, fld)):
             if pid not in known:
-                hint = difflib.get_close_matches(pid, sorted(known), n=1)
+                hint = [k for k in known if k.lower() == pid.lower()] or \
+                    difflib.get_close_matches(pid, sorted(known), n=1)
                 more = f" (did you mean {hint[0]!r}?)" if hint else ""
                 problems.append(Problem(("scenario", fld, i),
                                         f"scenario field '{fld}': unknown project {pid!r}{more}"))

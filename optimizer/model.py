@@ -18,7 +18,6 @@ where Pyomo models usually lose their time).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -29,7 +28,10 @@ from pyomo.core.expr.numeric_expr import LinearExpression
 from .data import ProjectData
 from .schema import MINERALS, Scenario
 
-INF = math.inf
+# "No limit" is HiGHS's infinity threshold, not math.inf: Pyomo's persistent interface treats
+# a row whose bound is inf when the model is handed over as unbounded for good and would ignore
+# later changes to that bound; 1e20 keeps the bound mutable and HiGHS reads it as infinite.
+INF = 1e20
 
 
 def relax_fields(n_years: int) -> list[str]:
