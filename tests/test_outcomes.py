@@ -1,0 +1,66 @@
+"""Each solver outcome maps to the contract's status, with the fields that go with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimizer import Optimizer
+from optimizer.check import violations
+
+from .conftest import scenario
+from .instances import subset_sum
+
+
+def test_optimal_reports_bound_gap_and_provenance(tiny_opt):
+    r = tiny_opt.solve(scenario(budget_musd=120))
+    assert r.status == "optimal"
+    assert r.best_bound == pytest.approx(r.objective, rel=1e-9)
+    assert r.mip_gap is not None and r.mip_gap <= 1e-9
+    assert r.solver.name == "highs" and r.solver.version.count(".") == 2
+    assert r.solver.build_s > 0 and r.solver.solve_time_s >= 0
+    assert len(r.provenance.dataset_sha256) == 64 == len(r.provenance.scenario_sha256)
+    assert r.provenance.dataset_sha256 == tiny_opt.data.sha256
+    other = tiny_opt.solve(scenario(budget_musd=121))
+    assert other.provenance.scenario_sha256 != r.provenance.scenario_sha256
+
+
+def test_time_limit_with_incumbent_is_feasible():
+    """80 whole-stake projects, exact gap: HiGHS finds good portfolios at once but needs far
+    longer than 0.5 s to prove one optimal."""
+    data, budget = subset_sum(80)
+    opt = Optimizer(data)
+    sc = scenario(budget_musd=budget, min_output_t={"ree": 1.0},
+                  solver={"time_limit_s": 0.5, "mip_gap": 0})
+    r = opt.solve(sc)
+    assert r.status == "feasible"
+    assert r.solver.termination == "maxTimeLimit"
+    assert r.objective is not None and r.best_bound >= r.objective
+    assert r.mip_gap is not None and r.mip_gap > 0
+    assert violations(data, sc, {p.project_id: p.stake for p in r.selected}) == []
+
+
+def test_loose_gap_stop_is_feasible_not_optimal():
+    """A 30 % gap lets HiGHS stop at its first incumbent: reported as feasible with its gap."""
+    data, budget = subset_sum(80)
+    r = Optimizer(data).solve(scenario(budget_musd=budget, min_output_t={"ree": 1.0},
+                                       solver={"time_limit_s": 20, "mip_gap": 0.3}))
+    assert r.status == "feasible"
+    assert r.mip_gap is not None and 1e-4 < r.mip_gap <= 0.3
+
+
+def test_time_limit_without_incumbent_is_no_solution():
+    """Outputs equal to prices and a floor equal to the budget: only an exact subset sum is
+    feasible, which HiGHS cannot find (or rule out) in 0.3 s."""
+    data, budget = subset_sum(50, npv_noise=False)
+    r = Optimizer(data).solve(scenario(budget_musd=budget, min_output_t={"ree": budget},
+                                       solver={"time_limit_s": 0.3, "mip_gap": 1e-4}))
+    assert r.status == "no_solution"
+    assert r.objective is None and r.selected == [] and r.diagnosis is None
+    assert r.solver.termination == "maxTimeLimit"
+
+
+def test_infeasible_has_diagnosis_and_no_portfolio(tiny_opt):
+    r = tiny_opt.solve(scenario(budget_musd=50, min_output_t={"tantalum": 50}))
+    assert r.status == "infeasible"
+    assert r.objective is None and r.best_bound is None and r.selected == []
+    assert r.diagnosis is not None and r.diagnosis.conflicts
