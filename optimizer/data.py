@@ -134,7 +134,7 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
     if problems:
         raise InputError(problems)
 
-    ids = raw["project_id"].map(_text)
+    ids = _texts(raw["project_id"])
     out = pd.DataFrame(index=raw.index)
 
     def where(i: int) -> str:
@@ -164,15 +164,15 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
     for i in np.flatnonzero(dup):
         first = int(np.flatnonzero((ids == ids.iloc[i]).to_numpy())[0])
         add([i], "project_id", f"duplicate of row {first + 1}")
-    country = raw["country"].map(_text).str.upper()
+    country = _texts(raw["country"]).str.upper()
     add(np.flatnonzero(~country.map(lambda s: bool(COUNTRY_RE.match(s)))), "country",
         "must be an ISO 3166-1 alpha-2 code such as 'MW'")
     out["country"] = country
-    mineral = raw["mineral"].map(_text).str.lower()
+    mineral = _texts(raw["mineral"]).str.lower()
     add(np.flatnonzero(~mineral.isin(MINERALS)), "mineral",
         "unknown mineral; must be one of " + ", ".join(MINERALS))
     out["mineral"] = mineral
-    partner = raw["partner"].map(_text).str.upper()
+    partner = _texts(raw["partner"]).str.upper()
     add(np.flatnonzero(~partner.isin(PARTNERS)), "partner",
         "must be one of " + ", ".join(PARTNERS))
     out["partner"] = partner
@@ -184,7 +184,7 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
         "min_stake is greater than max_stake")
     if years:
         shares = out[[c.name for c in spend_cols]]
-        given = raw[[c.name for c in spend_cols]].map(_text).ne("").any(axis=1)
+        given = pd.concat([_texts(raw[c.name]).ne("") for c in spend_cols], axis=1).any(axis=1)
         total = shares.fillna(0.0).sum(axis=1)
         off = given & ((total - 1.0).abs() > SPEND_SHARE_TOL)
         for i in np.flatnonzero(off):
@@ -232,6 +232,14 @@ def _text(v: Any) -> str:
     return str(v).strip()
 
 
+def _texts(series: pd.Series) -> pd.Series:
+    """Cells as stripped strings, '' for missing (vectorised form of :func:`_text`)."""
+    if pd.api.types.is_numeric_dtype(series.dtype) and series.dtype != bool:
+        num = series.astype(float)
+        return num.map(repr).where(num.notna(), "")
+    return series.astype(object).where(series.notna(), "").astype(str).str.strip()
+
+
 def _show(v: Any) -> str:
     t = _text(v)
     return "an empty cell" if t == "" else repr(t if len(t) <= 40 else t[:37] + "...")
@@ -245,10 +253,17 @@ def _default(col: Column, n: int) -> pd.Series:
 
 def _coerce(series: pd.Series, col: Column, add) -> pd.Series:
     """Type one column; report unparsable, missing, non-finite and out-of-range cells."""
-    text = series.map(_text)
-    empty = text.eq("")
+    numeric_input = pd.api.types.is_numeric_dtype(series.dtype) and series.dtype != bool
+    if col.kind in ("float", "int") and numeric_input:
+        num = series.astype(float)  # already numbers (DataFrame / JSON input): no parsing
+        empty = num.isna()
+        text = pd.Series("", index=series.index)
+    else:
+        text = _texts(series)
+        empty = text.eq("")
+        if col.kind in ("float", "int"):
+            num = pd.to_numeric(text.where(~empty, None), errors="coerce").astype(float)
     if col.kind in ("float", "int"):
-        num = pd.to_numeric(text.where(~empty, None), errors="coerce").astype(float)
         unparsable = num.isna() & ~empty
         add(np.flatnonzero(unparsable & ~text.str.lower().isin(["nan", "inf", "-inf",
                                                                  "infinity", "-infinity"])),
@@ -298,11 +313,22 @@ def _canonical_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def dataset_sha256(frame: pd.DataFrame) -> str:
-    """SHA-256 of the validated table's canonical JSON: the same rows give the same hash
-    whether they came as CSV, JSON rows or a DataFrame."""
-    payload = json.dumps(_canonical_records(frame), sort_keys=True, separators=(",", ":"),
-                         allow_nan=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    """SHA-256 of the validated table's content: the same rows give the same hash whether they
+    came as CSV, JSON rows or a DataFrame. Numbers are hashed by their float64 bits, text by its
+    characters, column by column (vectorised: ~10 ms for 10,000 rows)."""
+    h = hashlib.sha256()
+    for name in frame.columns:
+        col = frame[name]
+        h.update(b"\x1e" + name.encode())
+        if col.dtype == bool:
+            h.update(col.to_numpy(dtype=np.uint8).tobytes())
+        elif pd.api.types.is_numeric_dtype(col.dtype):
+            vals = col.to_numpy(dtype=float, na_value=np.nan)
+            vals = np.where(np.isnan(vals), np.nan, vals + 0.0)  # one NaN, no -0.0
+            h.update(vals.astype("<f8").tobytes())
+        else:
+            h.update("\x1f".join("\x00" if v is None else str(v) for v in col).encode())
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
