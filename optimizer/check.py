@@ -62,8 +62,8 @@ def violations(data: ProjectData, scenario: Scenario, stakes: dict[str, float]) 
     if scenario.max_avg_risk is not None:
         risk_excess = float(((data.col("risk_score") - scenario.max_avg_risk) * cost).sum())
         if risk_excess > share_tol * 10:
-            out.append(f"max_avg_risk: average risk {float((data.col('risk_score') * cost).sum()) / total:.6g}"
-                       f" exceeds {scenario.max_avg_risk}")
+            avg = float((data.col("risk_score") * cost).sum()) / total
+            out.append(f"max_avg_risk: average risk {avg:.6g} exceeds {scenario.max_avg_risk}")
     if scenario.max_china_processing_share is not None:
         china = float(cost[f["china_processing"].to_numpy(dtype=bool)].sum())
         if china > scenario.max_china_processing_share * total + share_tol:
@@ -84,7 +84,8 @@ def violations(data: ProjectData, scenario: Scenario, stakes: dict[str, float]) 
             out.append(f"exclusive_group {g}: {int(x[rows].sum())} projects chosen")
     for p, q in data.requires:
         if x[p] > 0 and x[q] == 0:
-            out.append(f"requires: {f['project_id'].iat[p]} chosen without {f['project_id'].iat[q]}")
+            out.append(f"requires: {f['project_id'].iat[p]} chosen without "
+                       f"{f['project_id'].iat[q]}")
     ids = f["project_id"]
     excluded = set(scenario.exclude_projects) | set(
         ids[f["country"].isin(scenario.exclude_countries)])

@@ -22,7 +22,6 @@ from pydantic import ValidationError
 
 from .errors import InputError, Problem
 from .schema import (
-    COLUMN_BY_NAME,
     COLUMNS,
     COUNTRY_RE,
     MINERALS,

@@ -4,6 +4,7 @@ projects, totals and the scenario limits that bind. Pure numpy/pandas on the dat
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .check import portfolio_arrays
 from .data import ProjectData
@@ -12,9 +13,10 @@ from .schema import MINERALS, OUTPUT_COLUMNS, Binding, Scenario, SelectedProject
 BIND_TOL = 1e-6
 
 
-def _r(v: float, nd: int = 6) -> float:
-    """Round for display stability (1e-6 MUSD is a dollar); -0.0 becomes 0.0."""
-    return round(float(v), nd) + 0.0
+def _r(v: float) -> float:
+    """A plain float, -0.0 as 0.0. Not rounded: a reported stake, re-priced by the reader,
+    must meet the limits exactly as the checked one did."""
+    return float(v) + 0.0
 
 
 def portfolio(data: ProjectData, stakes: dict[str, float]
@@ -38,7 +40,7 @@ def portfolio(data: ProjectData, stakes: dict[str, float]
         for i in rows
     ]
     total = float(cost.sum())
-    by_country = f.loc[rows, "country"].to_frame().assign(c=cost[rows]).groupby("country")["c"].sum()
+    by_country = pd.Series(cost[rows]).groupby(f["country"].to_numpy()[rows]).sum()
     china = float(cost[f["china_processing"].to_numpy(dtype=bool)].sum())
     totals = Totals(
         cost_musd=_r(total), kabil_musd=_r((india * cost).sum()),

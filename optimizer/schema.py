@@ -207,7 +207,8 @@ class Totals(BaseModel):
 
 
 class Diagnosis(BaseModel):
-    conflicts: list[str] = Field(description="scenario field paths that together make it infeasible")
+    conflicts: list[str] = Field(
+        description="scenario field paths that together make it infeasible")
     message: str
     fixes: list[dict[str, Any]] = Field(
         default_factory=list,

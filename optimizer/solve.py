@@ -222,7 +222,8 @@ def _status(out: Outcome, sc: Scenario) -> str:
         return "no_solution"
     if tc == TerminationCondition.convergenceCriteriaSatisfied:
         gap = _gap(out.objective, out.bound)
-        return "optimal" if gap is not None and gap <= max(OPTIMAL_GAP, 1e-9) + 1e-12 else "feasible"
+        proven = gap is not None and gap <= OPTIMAL_GAP + 1e-12
+        return "optimal" if proven else "feasible"
     return "feasible"
 
 
