@@ -14,7 +14,7 @@ from .schema import MINERALS, Result
 UNITS = {"tantalum": "t Ta2O5", "niobium": "t Nb2O5", "ree": "t TREO"}
 
 
-def render_table(result: Result, width: int = 120) -> str:
+def render_table(result: Result, width: int = 140) -> str:
     """The result as text: status line, portfolio table with totals, binding limits, and the
     diagnosis when infeasible."""
     console = Console(width=width, record=True, force_terminal=False, color_system=None,
@@ -31,8 +31,8 @@ def render_table(result: Result, width: int = 120) -> str:
     if result.selected:
         t = Table(box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False)
         tot = result.totals
-        t.add_column("project", footer=f"{tot.n_projects} projects")
-        t.add_column("country", footer=f"{tot.n_countries} countries")
+        t.add_column("project", footer="TOTAL", no_wrap=True)
+        t.add_column("country")
         t.add_column("mineral")
         t.add_column("lead")
         t.add_column("stake", justify="right")
@@ -48,7 +48,8 @@ def render_table(result: Result, width: int = 120) -> str:
                       f"{p.npv_musd:,.1f}", *(f"{p.output_t[m]:,.0f}" for m in MINERALS))
         parts.append(t)
         spread = ", ".join(f"{k} {v / tot.cost_musd:.0%}" for k, v in tot.by_country_musd.items())
-        lines = [f"Spend by country: {spread}"]
+        lines = [f"{tot.n_projects} projects in {tot.n_countries} countries. "
+                 f"Spend by country: {spread}"]
         if tot.avg_risk is not None:
             lines.append(f"Spend-weighted risk {tot.avg_risk:.2f}; China-processed share "
                          f"{tot.china_processing_share:.0%}; spend by plan year: "
