@@ -32,7 +32,7 @@ from .data import (
 )
 from .model import BuiltModel, apply_scenario, build_model
 from .results import binding, objective_value, portfolio
-from .schema import Provenance, Result, Scenario, SolverInfo, Totals
+from .schema import Provenance, Result, Scenario, SolverInfo
 
 # A solve HiGHS calls optimal is reported "optimal" only if its gap is within this; a looser
 # user mip_gap that stopped the search earlier is reported "feasible" (CONTRACT section 4).
@@ -153,7 +153,7 @@ class Optimizer:
         check_scenario_against(sc, self.data)
         apply_scenario(self.built, sc)
         out = self.run(sc)
-        status = _status(out, sc)
+        status = _status(out)
         stakes = out.stakes if status in ("optimal", "feasible") else {}
         selected, totals = portfolio(self.data, stakes)
         diagnosis = None
@@ -214,7 +214,7 @@ def _gap(obj: float | None, bound: float | None) -> float | None:
     return None if abs(obj) < 1e-12 else diff / abs(obj)
 
 
-def _status(out: Outcome, sc: Scenario) -> str:
+def _status(out: Outcome) -> str:
     tc = out.termination
     if tc in (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded):
         return "infeasible"
@@ -234,4 +234,4 @@ def optimize(projects: ProjectData | str | Path | pd.DataFrame | list[dict[str, 
     return Optimizer(data).solve(load_scenario(scenario))
 
 
-__all__ = ["Optimizer", "optimize", "Outcome", "SolutionCheckError", "Totals"]
+__all__ = ["Optimizer", "optimize", "Outcome", "SolutionCheckError"]
