@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -91,15 +91,7 @@ def load_projects(source: str | Path | pd.DataFrame | Iterable[Mapping[str, Any]
     if source is None:
         source = DEFAULT_PROJECTS
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        try:
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-        except FileNotFoundError:
-            raise InputError(f"projects file {str(path)!r} does not exist",
-                             loc=("projects",)) from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise InputError(f"projects file {str(path)!r} is not a readable CSV: {exc}",
-                             loc=("projects",)) from None
+        raw = read_projects_csv(Path(source))
     elif isinstance(source, pd.DataFrame):
         raw = source.copy()
     else:
@@ -110,6 +102,20 @@ def load_projects(source: str | Path | pd.DataFrame | Iterable[Mapping[str, Any]
                               for i in bad])
         raw = pd.DataFrame.from_records(rows)
     return validate_projects(raw)
+
+
+def read_projects_csv(source: Path | IO[bytes], label: str | None = None) -> pd.DataFrame:
+    """Read a projects CSV as text cells (typing is validation's job). Empty cells stay empty
+    strings: pandas' default would read Namibia's code ``NA`` as missing."""
+    label = label or (f"projects file {str(source)!r}" if isinstance(source, Path)
+                      else "the projects CSV")
+    try:
+        return pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except FileNotFoundError:
+        raise InputError(f"{label} does not exist", loc=("projects",)) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            ValueError) as exc:
+        raise InputError(f"{label} is not a readable CSV: {exc}", loc=("projects",)) from None
 
 
 def validate_projects(raw: pd.DataFrame) -> ProjectData:
@@ -373,8 +379,15 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario | None = Non
 
 def scenario_error(exc: ValidationError, prefix: tuple = ("scenario",)) -> InputError:
     """Turn pydantic's errors into one InputError naming each field."""
+    return InputError(scenario_problems(exc.errors(), prefix))
+
+
+def scenario_problems(errors: Iterable[Mapping[str, Any]], prefix: tuple = ("scenario",)
+                      ) -> list[Problem]:
+    """Pydantic error dicts for a scenario -> Problems worded as the library words them
+    (shared with the HTTP service so both say the same thing)."""
     problems = []
-    for e in exc.errors():
+    for e in errors:
         loc = tuple(p for p in e["loc"] if p != "[key]")
         path = ".".join(str(p) for p in loc) or "scenario"
         msg = e["msg"]
@@ -387,7 +400,7 @@ def scenario_error(exc: ValidationError, prefix: tuple = ("scenario",)) -> Input
         elif "input" in e and not isinstance(e["input"], (dict, list)):
             msg += f", got {e['input']!r}"
         problems.append(Problem((*prefix, *loc), f"scenario field {path!r}: {msg}"))
-    return InputError(problems)
+    return problems
 
 
 def check_scenario_against(scenario: Scenario, data: ProjectData) -> None:

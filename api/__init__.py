@@ -1,0 +1,1 @@
+"""HTTP service over the optimiser library (FastAPI). No model logic lives here."""

@@ -1,0 +1,52 @@
+"""Service settings, from environment variables (pydantic-settings).
+
+Every setting is ``OPTIMIZER_<NAME>`` except the database URL, which is the conventional
+``DATABASE_URL`` (``OPTIMIZER_DATABASE_URL`` works too).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPTIMIZER_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///optimizer.db",
+        validation_alias=AliasChoices("DATABASE_URL", "OPTIMIZER_DATABASE_URL"),
+        description="SQLAlchemy URL; SQLite file by default, postgresql+psycopg://... for PG")
+    api_keys: str = Field(
+        "", description="comma-separated; if set, write endpoints need a matching X-API-Key")
+    workers: int = Field(2, ge=1, le=64, description="solver worker processes")
+    worker_max_tasks: int = Field(200, ge=1,
+                                  description="solves before a worker is replaced (memory)")
+    max_queue: int = Field(16, ge=0, description="requests that may wait for a worker")
+    max_time_limit_s: float = Field(60.0, gt=0, description="cap on a scenario's time_limit_s")
+    deadline_grace_s: float = Field(
+        15.0, ge=0,
+        description="hard wall-clock deadline = 2 x time limit (solve + diagnosis) + this")
+    hard_deadline_s: float | None = Field(
+        None, gt=0, description="absolute hard deadline per solve, overriding the formula")
+    max_body_bytes: int = Field(20_000_000, gt=0, description="larger request bodies get 413")
+    default_projects: Path = Field(Path(__file__).resolve().parent.parent / "inputs"
+                                   / "projects.csv", description="the default dataset")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After when all workers are busy")
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+    def deadline_for(self, time_limit_s: float) -> float:
+        if self.hard_deadline_s is not None:
+            return self.hard_deadline_s
+        return 2 * time_limit_s + self.deadline_grace_s
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,104 @@
+"""RFC 9457 problem details for every error the service returns.
+
+Every error body is ``application/problem+json`` with ``type``, ``title``, ``status`` and
+``detail``; input errors add ``errors``: a list of ``{"loc": [...], "msg": "..."}`` worded as
+the library words them. Nothing a client sends produces a 500, and no response carries a
+stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from optimizer import InputError
+from optimizer.data import scenario_problems
+
+log = logging.getLogger("api")
+PROBLEM = "application/problem+json"
+
+TITLES = {400: "Bad request", 401: "Unauthorized", 404: "Not found",
+          405: "Method not allowed", 409: "Conflict", 413: "Request body too large",
+          415: "Unsupported media type", 422: "Invalid input", 429: "Too many requests",
+          500: "Internal error", 503: "Service busy", 504: "Solve deadline exceeded"}
+
+
+class Problem(Exception):
+    """Raise from a route to answer with a problem document."""
+
+    def __init__(self, status: int, detail: str, *, errors: list[dict] | None = None,
+                 headers: dict[str, str] | None = None, type_: str = "about:blank") -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers
+        self.type = type_
+
+
+def problem_response(status: int, detail: str, *, errors: list[dict] | None = None,
+                     headers: dict[str, str] | None = None, type_: str = "about:blank",
+                     instance: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": type_, "title": TITLES.get(status, "Error"),
+                            "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM)
+
+
+def from_input_error(exc: InputError, prefix: tuple = ("body",)) -> Problem:
+    errors = [{"loc": [*prefix, *p.loc], "msg": p.msg} for p in exc.problems]
+    return Problem(422, str(exc), errors=errors)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict]:
+    """FastAPI's validation errors worded like the library (scenario fields by name)."""
+    out = []
+    for e in exc.errors():
+        loc = list(e.get("loc", ()))
+        if loc[:2] in (["body", "scenario"], ["body", "base"]):
+            p = scenario_problems([{**e, "loc": tuple(loc[2:])}], prefix=tuple(loc[:2]))[0]
+            out.append({"loc": list(p.loc), "msg": p.msg})
+        else:
+            where = ".".join(str(x) for x in loc[1:] if x != "[key]") or "body"
+            msg = e.get("msg", "invalid")
+            if e.get("type") == "extra_forbidden":
+                msg = "unknown field"
+            out.append({"loc": loc, "msg": f"field {where!r}: {msg}"})
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem):
+        return problem_response(exc.status, exc.detail, errors=exc.errors, headers=exc.headers,
+                                type_=exc.type, instance=request.url.path)
+
+    @app.exception_handler(InputError)
+    async def _input(request: Request, exc: InputError):
+        p = from_input_error(exc)
+        return problem_response(422, p.detail, errors=p.errors, instance=request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = _validation_errors(exc)
+        detail = "; ".join(e["msg"] for e in errors[:5]) or "invalid request"
+        return problem_response(422, detail, errors=errors, instance=request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return problem_response(exc.status_code, str(exc.detail), instance=request.url.path,
+                                headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        log.exception("unhandled error on %s", request.url.path)
+        return problem_response(500, "internal error; it has been logged",
+                                instance=request.url.path)

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import io
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from optimizer import InputError
+from optimizer.data import read_projects_csv
+
+from ..deps import StoreDep, WriteAccess
+from ..problems import Problem, from_input_error
+from ..schemas import DATASET_ID, DatasetDetail, DatasetInfo, DatasetJSON, DatasetPage
+from ..service import store_rows
+
+router = APIRouter(tags=["datasets"])
+
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": DatasetJSON.model_json_schema()},
+    "text/csv": {"schema": {"type": "string"}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary"}, "name": {"type": "string"}}}},
+}}}
+
+
+def _csv_rows(raw: bytes) -> list[dict]:
+    try:
+        frame = read_projects_csv(io.BytesIO(raw))
+    except InputError as exc:
+        raise from_input_error(exc) from None
+    return frame.to_dict(orient="records")
+
+
+@router.post("/datasets", response_model=DatasetInfo, status_code=201,
+             dependencies=[WriteAccess], openapi_extra=UPLOAD_BODY,
+             responses={200: {"description": "identical content was already stored",
+                              "model": DatasetInfo},
+                        401: {"description": "API key missing or wrong"},
+                        413: {"description": "body too large"},
+                        415: {"description": "not JSON, CSV or a multipart upload"},
+                        422: {"description": "invalid rows; `errors` names row and column"}},
+             summary="Store a validated projects table; its id is its content hash")
+async def create_dataset(request: Request, response: Response, store: StoreDep) -> DatasetInfo:
+    """Send JSON `{"name", "projects": [rows]}`, a CSV body (`text/csv`) or a multipart upload
+    (`file`, optional `name`). Rows are validated exactly as the library does; the id is the
+    SHA-256 of the validated content, so posting identical content again returns the same id
+    (200 instead of 201)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    name = ""
+    if ctype == "application/json":
+        try:
+            payload = json.loads(await request.body())
+            body = DatasetJSON.model_validate(payload)
+        except json.JSONDecodeError as exc:
+            raise Problem(422, f"body is not valid JSON: {exc}") from None
+        except ValidationError as exc:
+            errors = [{"loc": ["body", *e["loc"]],
+                       "msg": f"field {'.'.join(map(str, e['loc'])) or 'body'!r}: {e['msg']}"}
+                      for e in exc.errors()]
+            raise Problem(422, "; ".join(e["msg"] for e in errors[:5]), errors=errors) from None
+        rows, name = body.projects, body.name
+    elif ctype in ("text/csv", "application/csv"):
+        rows = await run_in_threadpool(_csv_rows, await request.body())
+        name = request.query_params.get("name", "")[:200]
+    elif ctype == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise Problem(422, "multipart upload needs a 'file' part",
+                          errors=[{"loc": ["body", "file"], "msg": "field 'file': missing"}])
+        rows = await run_in_threadpool(_csv_rows, await upload.read())
+        name = str(form.get("name") or "")[:200]
+    else:
+        raise Problem(415, "send application/json, text/csv or multipart/form-data")
+    dataset, created = await store_rows(store, rows, name)
+    row = await run_in_threadpool(store.get_dataset, dataset.id)
+    response.status_code = 201 if created else 200
+    return DatasetInfo(dataset_id=row.id, name=row.name, n_projects=row.n_projects,
+                       created_at=row.created_at, created=created)
+
+
+@router.get("/datasets", response_model=DatasetPage, summary="Stored datasets, newest first")
+async def list_datasets(store: StoreDep,
+                        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> DatasetPage:
+    rows, total = await run_in_threadpool(store.list_datasets, limit, offset)
+    items = [DatasetInfo(dataset_id=r["id"], name=r["name"], n_projects=r["n_projects"],
+                         created_at=r["created_at"]) for r in rows]
+    return DatasetPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/datasets/{dataset_id}", response_model=DatasetDetail,
+            responses={404: {"description": "no such dataset"}}, summary="One dataset's rows")
+async def get_dataset(store: StoreDep,
+                      dataset_id: Annotated[str, Path(pattern=DATASET_ID)]) -> DatasetDetail:
+    row = await run_in_threadpool(store.get_dataset, dataset_id)
+    if row is None:
+        raise Problem(404, f"no dataset {dataset_id}")
+    return DatasetDetail(dataset_id=row.id, name=row.name, n_projects=row.n_projects,
+                         created_at=row.created_at, projects=row.records)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from ..deps import PoolDep, SettingsDep, StoreDep, WriteAccess
+from ..problems import Problem
+from ..schemas import OptimizeRequest, RunResult
+from ..service import request_sha256, resolve_dataset, solve
+from .runs import to_run_result
+
+router = APIRouter(tags=["optimize"])
+PROBLEMS = {401: {"description": "API key missing or wrong"},
+            404: {"description": "unknown dataset_id"},
+            409: {"description": "Idempotency-Key reused with a different body"},
+            413: {"description": "body too large"},
+            422: {"description": "invalid input; `errors` names each field"},
+            503: {"description": "all workers busy (Retry-After) or a worker died"},
+            504: {"description": "the solve passed the hard deadline and was stopped"}}
+
+
+@router.post("/optimize", response_model=RunResult, dependencies=[WriteAccess],
+             responses=PROBLEMS, summary="Solve one scenario and store the run")
+async def optimize(body: OptimizeRequest, request: Request, store: StoreDep, pool: PoolDep,
+                   settings: SettingsDep,
+                   idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+                   ) -> RunResult:
+    """Solve `scenario` on the inline `projects`, a stored `dataset_id`, or the shipped data.
+
+    Infeasible scenarios are answers (status `infeasible` with a diagnosis), not errors. The
+    scenario's `solver.time_limit_s` is capped by the server's `OPTIMIZER_MAX_TIME_LIMIT_S`.
+    With an `Idempotency-Key`, repeating the same body returns the stored run.
+    """
+    payload = body.model_dump(mode="json")
+    req_sha = request_sha256(payload) if idempotency_key else None
+    if idempotency_key:
+        prior = await run_in_threadpool(store.run_by_key, idempotency_key)
+        if prior is not None:
+            if prior.request_sha256 != req_sha:
+                raise Problem(409, "this Idempotency-Key was used with a different body")
+            return to_run_result(prior)
+    scenario = payload["scenario"]
+    scenario["solver"]["time_limit_s"] = min(scenario["solver"]["time_limit_s"],
+                                             settings.max_time_limit_s)
+    dataset = await resolve_dataset(store, request.app.state.default_dataset, body.projects,
+                                    body.dataset_id)
+    result = await solve(pool, settings, dataset, scenario)
+    try:
+        row = await run_in_threadpool(store.add_run, dataset_id=dataset.id, scenario=scenario,
+                                      result=result, idempotency_key=idempotency_key,
+                                      request_sha256=req_sha)
+    except IntegrityError:  # the same key raced in from another request
+        prior = await run_in_threadpool(store.run_by_key, idempotency_key)
+        if prior is None or prior.request_sha256 != req_sha:
+            raise Problem(409, "this Idempotency-Key was used with a different body") from None
+        row = prior
+    return to_run_result(row)

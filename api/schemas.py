@@ -1,0 +1,89 @@
+"""Request and response bodies of the HTTP API (separate from the library's own models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from optimizer.schema import Result, Scenario
+
+DATASET_ID = r"^[0-9a-f]{64}$"
+EXAMPLE_ROW = {
+    "project_id": "MW-SONGWE-KABIL", "name": "Songwe Hill - KABIL-led", "country": "MW",
+    "mineral": "ree", "partner": "KABIL", "india_share": 0.8, "equity_value_musd": 478.9,
+    "min_stake": 0.1, "max_stake": 0.26, "deal_cost_musd": 2.5, "npv_musd": 167.7,
+    "output_tantalum_t": 0, "output_niobium_t": 0, "output_ree_t": 5954, "risk_score": 6,
+    "china_processing": False, "source": "Mkango DFS 2022; estimates per inputs/README.md",
+}
+
+
+class OptimizeRequest(BaseModel):
+    """One scenario on the shipped dataset, on rows sent inline, or on a stored dataset."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"scenario": {"name": "base", "budget_musd": 2000, "kabil_budget_musd": 1000,
+                      "max_country_share": 0.3, "min_countries": 4, "max_avg_risk": 6}},
+        {"scenario": {"budget_musd": 100}, "projects": [EXAMPLE_ROW]},
+    ]})
+
+    scenario: Scenario
+    projects: list[dict[str, Any]] | None = Field(
+        None, max_length=200_000, description="candidate rows (CONTRACT section 1); "
+        "absent: dataset_id, or the shipped dataset")
+    dataset_id: str | None = Field(None, pattern=DATASET_ID,
+                                   description="a dataset stored with POST /datasets")
+
+
+class RunResult(Result):
+    """The result object plus where it is stored."""
+
+    run_id: str
+    created_at: datetime | None = None
+    dataset_id: str | None = None
+    scenario: dict[str, Any] | None = Field(None, description="the scenario as solved "
+                                            "(defaults filled, time limit capped)")
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    created_at: datetime
+    scenario_name: str
+    status: str
+    objective: float | None
+    dataset_id: str
+
+
+class RunPage(BaseModel):
+    items: list[RunSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class DatasetJSON(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "my shortlist", "projects": [EXAMPLE_ROW]}]})
+
+    name: str = Field("", max_length=200)
+    projects: list[dict[str, Any]] = Field(min_length=1, max_length=200_000)
+
+
+class DatasetInfo(BaseModel):
+    dataset_id: str
+    name: str
+    n_projects: int
+    created_at: datetime
+    created: bool | None = None
+
+
+class DatasetDetail(DatasetInfo):
+    projects: list[dict[str, Any]]
+
+
+class DatasetPage(BaseModel):
+    items: list[DatasetInfo]
+    total: int
+    limit: int
+    offset: int
