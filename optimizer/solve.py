@@ -19,8 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
+from pyomo.common.gc_manager import PauseGC
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
-from pyomo.contrib.solver.solvers.highs import Highs
+from pyomo.contrib.solver.solvers.highs import (
+    Highs,
+    _MutableConstraintBounds,
+    _MutableLinearCoefficient,
+)
+from pyomo.core.expr.numeric_expr import LinearExpression
+from pyomo.core.expr.numvalue import NumericConstant
 
 from .check import violations
 from .data import (
@@ -52,13 +59,23 @@ HIGHS_VERSION = ".".join(str(v) for v in Highs().version())
 
 
 class _Highs(Highs):
-    """Pyomo's persistent HiGHS interface, handing every variable over in one call.
+    """Pyomo's persistent HiGHS interface with two batching shortcuts for large models.
 
-    Stock ``add_block`` discovers variables constraint by constraint and adds them to HiGHS a
-    few at a time (20,000 ``addVars``/``changeColsIntegrality`` calls at 10,000 projects);
-    registering them all first makes that one call. Falls back to the stock path if Pyomo's
-    internals change.
+    1. Stock ``add_block`` discovers variables constraint by constraint and adds them to HiGHS a
+       few at a time (20,000 ``addVars``/``changeColsIntegrality`` calls at 10,000 projects);
+       here they are registered in one call first.
+    2. Rows whose body is a ``LinearExpression`` (every row ``model.py`` builds) skip the
+       generic expression walk and per-row ``generate_standard_repn``: coefficients are read
+       straight off the expression and passed to HiGHS in one ``addRows``. Everything Pyomo
+       records about a constraint (for later updates and removals, and the helpers that push
+       mutable-parameter coefficients and bounds to HiGHS) is recorded the same way. Any
+       other row takes the stock path.
+
+    ``tests/test_handover.py`` checks that both give HiGHS the identical LP. If Pyomo's
+    internals change (the attributes used here go missing), the stock path is used.
     """
+
+    _FAST = all(hasattr(Highs, a) for a in ("_add_constraints", "_check_for_new_vars"))
 
     def add_block(self, block) -> None:
         known = getattr(self, "_referenced_variables", None)
@@ -68,6 +85,90 @@ class _Highs(Highs):
             if fresh:
                 self.add_variables(fresh)
         super().add_block(block)
+
+    def add_constraints(self, cons) -> None:
+        if not (self._FAST and hasattr(self, "_active_constraints")):
+            return super().add_constraints(cons)
+        fast, slow = [], []
+        for con in cons:
+            (fast if _fast_row(con) else slow).append(con)
+        if fast:
+            self._add_plain_rows(fast)
+        if slow:
+            super().add_constraints(slow)
+
+    def _add_plain_rows(self, cons) -> None:
+        import highspy
+
+        self._sol = None
+        if self._last_results_object is not None:
+            self._last_results_object.solution_loader.invalidate()
+        var_map = self._pyomo_var_to_solver_var_map
+        known = self._referenced_variables
+        row = len(self._pyomo_con_to_solver_con_map)
+        lbs, ubs, starts, idx, vals = [], [], [], [], []
+        for con in cons:
+            if con in self._named_expressions:
+                raise ValueError(f"Constraint {con.name} has already been added")
+            body = con.body
+            variables = list(body.linear_vars)
+            if any(id(v) not in known for v in variables):
+                self._check_for_new_vars(variables)
+            self._active_constraints[con] = con.expr
+            self._named_expressions[con] = []
+            self._vars_referenced_by_con[con] = variables
+            helpers = []
+            starts.append(len(vals))
+            for c, v in zip(body.linear_coefs, variables, strict=True):
+                known[id(v)][0][con] = None
+                if type(c) not in _NUMBER:  # a mutable parameter: HiGHS gets updates
+                    helpers.append(_MutableLinearCoefficient(
+                        pyomo_con=con, pyomo_var_id=id(v),
+                        con_map=self._pyomo_con_to_solver_con_map, var_map=var_map, expr=c,
+                        highs=self._solver_model))
+                    c = pyo.value(c)
+                    if c == 0:
+                        continue
+                idx.append(var_map[id(v)])
+                vals.append(c)
+            const = body.constant
+            lo = -highspy.kHighsInf if con.lower is None else con.lower - const
+            up = highspy.kHighsInf if con.upper is None else con.upper - const
+            if type(lo) not in _CONSTANT or type(up) not in _CONSTANT:
+                helpers.append(_MutableConstraintBounds(
+                    lower_expr=lo, upper_expr=up, pyomo_con=con,
+                    con_map=self._pyomo_con_to_solver_con_map, highs=self._solver_model))
+            lbs.append(pyo.value(lo))
+            ubs.append(pyo.value(up))
+            if helpers:
+                self._mutable_helpers[con] = helpers
+            self._pyomo_con_to_solver_con_map[con] = row
+            self._solver_con_to_pyomo_con_map[row] = con
+            row += 1
+        self._solver_model.addRows(len(lbs), np.array(lbs, dtype=np.double),
+                                   np.array(ubs, dtype=np.double), len(vals),
+                                   np.array(starts), np.array(idx),
+                                   np.array(vals, dtype=np.double))
+
+
+_NUMBER = (int, float)
+_CONSTANT = (int, float, NumericConstant)
+
+
+def _fast_row(con) -> bool:
+    """A row the fast path may take: a ``LinearExpression`` body on unfixed variables whose
+    coefficients are numbers or fixed (parameter) expressions, and whose constant and bounds
+    are numbers or parameters."""
+    body = con.body
+    if type(body) is not LinearExpression or type(body.constant) not in _NUMBER:
+        return False
+    for b in (con.lower, con.upper):
+        if b is not None and type(b) not in _CONSTANT and b.is_potentially_variable():
+            return False
+    for c in body.linear_coefs:
+        if type(c) not in _NUMBER and c.is_potentially_variable():
+            return False
+    return not any(v.fixed for v in body.linear_vars)
 
 
 @dataclass
@@ -104,15 +205,16 @@ class Optimizer:
             self._highs = _Highs()
         st = scenario.solver
         t0 = time.perf_counter()
-        res = self._highs.solve(
-            self.built.model,
-            time_limit=time_limit_s or st.time_limit_s,
-            rel_gap=st.mip_gap,
-            load_solutions=False,
-            raise_exception_on_nonoptimal_result=False,
-            solver_options={"presolve": st.presolve, "random_seed": st.random_seed,
-                            "output_flag": False},
-        )
+        with PauseGC():  # the first call hands the whole model over: no cycles, many objects
+            res = self._highs.solve(
+                self.built.model,
+                time_limit=time_limit_s or st.time_limit_s,
+                rel_gap=st.mip_gap,
+                load_solutions=False,
+                raise_exception_on_nonoptimal_result=False,
+                solver_options={"presolve": st.presolve, "random_seed": st.random_seed,
+                                "output_flag": False},
+            )
         wall = time.perf_counter() - t0
         # HiGHS's run clock is cumulative over runs on one instance: take the difference
         run_clock = float(res.timing_info.highs_time or 0.0)
