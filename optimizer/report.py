@@ -72,4 +72,4 @@ def render_table(result: Result, width: int = 140) -> str:
         parts.append(Text("The solver stopped at its time limit before finding any portfolio; "
                           "raise solver.time_limit_s."))
     console.print(Group(*parts))
-    return console.export_text()
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
