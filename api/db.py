@@ -8,6 +8,7 @@ is where the first Alembic revision would take over (same idea, same place).
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +25,26 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -38,13 +57,13 @@ class DatasetRow(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     n_projects: Mapped[int] = mapped_column(Integer)
     records: Mapped[list] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class RunRow(Base):
     __tablename__ = "runs"
     run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     scenario_name: Mapped[str] = mapped_column(String(200), index=True)
     status: Mapped[str] = mapped_column(String(20), index=True)
     dataset_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -57,7 +76,7 @@ class RunRow(Base):
 class SchemaVersion(Base):
     __tablename__ = "schema_version"
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 def _v1(conn) -> None:
@@ -85,8 +104,23 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> int:
-    """Bring the schema to the newest version; safe to run from several processes."""
+def migrate(engine: Engine, attempts: int = 5) -> int:
+    """Bring the schema to the newest version; safe to run from several processes at once.
+
+    PostgreSQL serialises migrators on an advisory lock. SQLite has no such lock, so a
+    migrator that loses a race (table already created, version already recorded) simply
+    retries: the next pass sees the winner's work and does nothing."""
+    for attempt in range(attempts):
+        try:
+            return _migrate_once(engine)
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _migrate_once(engine: Engine) -> int:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))

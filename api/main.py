@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from optimizer import load_projects
@@ -55,7 +56,7 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
+        except _TooLarge:  # raised where no handler sits between us and the reader
             if not started:
                 await self._reject(send)
 
@@ -66,8 +67,12 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": resp.body})
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised from inside body reading; an HTTPException so FastAPI's body parser passes it
+    on (it turns any other exception into a 400) and the problem handler renders it."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "request body too large")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -101,6 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "for KABIL and US partners under budget and diversification limits (Pyomo + HiGHS). "
         "Errors are RFC 9457 problem+json.",
         lifespan=lifespan,
+        responses={400: problems.doc("malformed request body (e.g. not UTF-8 JSON)"),
+                   422: problems.doc("invalid input; `errors` names each field"),
+                   500: problems.doc("internal error (never caused by the request's content)")},
     )
     problems.install(app)
     for r in (optimize.router, runs.router, datasets.router, health.router):

@@ -28,6 +28,27 @@ TITLES = {400: "Bad request", 401: "Unauthorized", 404: "Not found",
           500: "Internal error", 503: "Service busy", 504: "Solve deadline exceeded"}
 
 
+PROBLEM_SCHEMA = {
+    "title": "ProblemDetails", "type": "object", "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"},
+        "status": {"type": "integer"}, "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["loc", "msg"],
+            "properties": {"loc": {"type": "array", "items": {
+                "anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                "msg": {"type": "string"}}}},
+    },
+}
+
+
+def doc(description: str) -> dict[str, Any]:
+    """An OpenAPI response entry for a problem+json error."""
+    return {"description": description,
+            "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}}
+
+
 class Problem(Exception):
     """Raise from a route to answer with a problem document."""
 

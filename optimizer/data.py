@@ -96,10 +96,16 @@ def load_projects(source: str | Path | pd.DataFrame | Iterable[Mapping[str, Any]
         raw = source.copy()
     else:
         rows = list(source)
-        bad = [i for i, r in enumerate(rows) if not isinstance(r, Mapping)]
+        bad = [Problem(("projects", i), f"row {i + 1}: must be an object")
+               for i, r in enumerate(rows) if not isinstance(r, Mapping)]
+        # in row dicts (JSON) NaN/inf are explicit values, not empty cells: null is empty
+        bad += [Problem(("projects", i, str(k)), f"row {i + 1}"
+                        + (f" (project_id {r.get('project_id')!r})" if r.get("project_id")
+                           else "") + f", column {str(k)!r}: must be a finite number, got {v!r}")
+                for i, r in enumerate(rows) if isinstance(r, Mapping)
+                for k, v in r.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
-            raise InputError([Problem(("projects", i), f"row {i + 1}: must be an object")
-                              for i in bad])
+            raise InputError(bad)
         raw = pd.DataFrame.from_records(rows)
     return validate_projects(raw)
 
@@ -157,10 +163,9 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
 
     spend_cols = [spend_share_column(k) for k in years]
     for col in (*COLUMNS, *spend_cols):
-        if col.name not in raw.columns:
-            out[col.name] = _default(col, len(raw))
-            continue
-        out[col.name] = _coerce(raw[col.name], col, add)
+        # an absent optional column is typed exactly like a present, empty one (same hash)
+        cells = raw[col.name] if col.name in raw.columns else pd.Series("", index=raw.index)
+        out[col.name] = _coerce(cells, col, add)
 
     # identity and enumerations
     add(np.flatnonzero(~ids.map(lambda s: bool(PROJECT_ID_RE.match(s)))), "project_id",
@@ -250,10 +255,6 @@ def _show(v: Any) -> str:
     return "an empty cell" if t == "" else repr(t if len(t) <= 40 else t[:37] + "...")
 
 
-def _default(col: Column, n: int) -> pd.Series:
-    if col.kind == "bool":
-        return pd.Series([False] * n, dtype=bool)
-    return pd.Series([None] * n, dtype=object)
 
 
 def _coerce(series: pd.Series, col: Column, add) -> pd.Series:
@@ -284,6 +285,10 @@ def _coerce(series: pd.Series, col: Column, add) -> pd.Series:
             add(np.flatnonzero(ok & low), col.name, f"out of range: must be {col.rule}")
         if col.hi is not None:
             add(np.flatnonzero(ok & (num > col.hi)), col.name, f"out of range: must be {col.rule}")
+        if col.lo is not None:
+            ok &= ~low
+        if col.hi is not None:
+            ok &= ~(num > col.hi)
         if col.kind == "int":
             frac = ok & (num != np.round(num))
             add(np.flatnonzero(frac), col.name, "must be a whole number")

@@ -19,6 +19,14 @@ PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 SPEND_SHARE_RE = re.compile(r"^spend_share_([1-9][0-9]*)$")
 SPEND_SHARE_TOL = 1e-6
+# Sanity limits on magnitudes. Far above any real deal (the largest shipped equity value is
+# 13,000 MUSD; world rare-earth output is 390,000 t/y), and low enough that HiGHS's 1e-6
+# tolerances stay meaningful: measured, equity values of 1e8 or outputs of 1e9 give HiGHS
+# portfolios that break the budget or miss the optimum.
+MAX_MUSD = 1e6  # US$1 trillion, per project or per scenario limit
+MAX_TONNES = 1e7  # t/y per project
+MAX_FLOOR_TONNES = 1e9  # t/y, a scenario's output floor
+MAX_WEIGHT = 1e6  # supply objective weight per tonne
 
 
 @dataclass(frozen=True)
@@ -46,22 +54,23 @@ COLUMNS: tuple[Column, ...] = (
     Column("india_share", "float", True, "fraction", "0..1",
            "fraction of the deal's cost paid by the Indian side (KABIL); the US side pays the "
            "rest", 0.0, 1.0),
-    Column("equity_value_musd", "float", True, "MUSD", "> 0", "price of a 100 % stake",
-           0.0, None, lo_open=True),
+    Column("equity_value_musd", "float", True, "MUSD", "> 0 and <= 1e6",
+           "price of a 100 % stake", 0.0, MAX_MUSD, lo_open=True),
     Column("min_stake", "float", True, "fraction", "0 < min_stake <= max_stake",
            "smallest stake that may be bought if the project is chosen", 0.0, 1.0, lo_open=True),
     Column("max_stake", "float", True, "fraction", "min_stake <= max_stake <= 1",
            "largest stake that may be bought", 0.0, 1.0, lo_open=True),
-    Column("deal_cost_musd", "float", True, "MUSD", ">= 0",
-           "fixed cost of doing the deal at all (diligence, fees)", 0.0),
-    Column("npv_musd", "float", True, "MUSD", "any finite number",
-           "net present value of a 100 % stake after paying equity_value_musd"),
-    Column("output_tantalum_t", "float", True, "t/y Ta2O5", ">= 0",
-           "annual tantalum output of the whole project", 0.0),
-    Column("output_niobium_t", "float", True, "t/y Nb2O5", ">= 0",
-           "annual niobium output of the whole project", 0.0),
-    Column("output_ree_t", "float", True, "t/y TREO", ">= 0",
-           "annual rare-earth output of the whole project", 0.0),
+    Column("deal_cost_musd", "float", True, "MUSD", ">= 0 and <= 1e6",
+           "fixed cost of doing the deal at all (diligence, fees)", 0.0, MAX_MUSD),
+    Column("npv_musd", "float", True, "MUSD", "between -1e6 and 1e6",
+           "net present value of a 100 % stake after paying equity_value_musd",
+           -MAX_MUSD, MAX_MUSD),
+    Column("output_tantalum_t", "float", True, "t/y Ta2O5", ">= 0 and <= 1e7",
+           "annual tantalum output of the whole project", 0.0, MAX_TONNES),
+    Column("output_niobium_t", "float", True, "t/y Nb2O5", ">= 0 and <= 1e7",
+           "annual niobium output of the whole project", 0.0, MAX_TONNES),
+    Column("output_ree_t", "float", True, "t/y TREO", ">= 0 and <= 1e7",
+           "annual rare-earth output of the whole project", 0.0, MAX_TONNES),
     Column("risk_score", "float", True, "1..10", "1..10",
            "composite country, ESG and execution risk, 10 the worst", 1.0, 10.0),
     Column("china_processing", "bool", False, "", "true/false (default false)",
@@ -93,8 +102,10 @@ def spend_share_column(year: int) -> Column:
 # ---------------------------------------------------------------------------------------------
 
 Mineral = Literal["tantalum", "niobium", "ree"]
-PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PositiveFinite = Annotated[float, Field(gt=0, le=MAX_MUSD, allow_inf_nan=False)]
+NonNegFinite = Annotated[float, Field(ge=0, le=MAX_MUSD, allow_inf_nan=False)]
+Tonnes = Annotated[float, Field(ge=0, le=MAX_FLOOR_TONNES, allow_inf_nan=False)]
+Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
@@ -125,7 +136,8 @@ class Scenario(BaseModel):
     name: str = Field("scenario", max_length=200, description="label")
     description: str | None = Field(None, max_length=2000,
                                     description="one line saying what question this asks")
-    budget_musd: PositiveFinite = Field(description="total spend cap, both sides together, MUSD")
+    budget_musd: PositiveFinite = Field(
+        description="total spend cap, both sides together, MUSD (at most 1e6)")
     kabil_budget_musd: PositiveFinite | None = Field(None, description="cap on KABIL's spend")
     us_budget_musd: PositiveFinite | None = Field(None, description="cap on the US side's spend")
     annual_budget_musd: list[NonNegFinite | None] | None = Field(
@@ -136,7 +148,7 @@ class Scenario(BaseModel):
         None, description="at least this many distinct host countries")
     max_projects: Annotated[int, Field(ge=0, le=1_000_000)] | None = Field(
         None, description="at most this many projects")
-    min_output_t: dict[Mineral, NonNegFinite] = Field(
+    min_output_t: dict[Mineral, Tonnes] = Field(
         default_factory=dict, description="offtake entitlement floor per mineral, t/y")
     max_avg_risk: Annotated[float, Field(ge=1, le=10, allow_inf_nan=False)] | None = Field(
         None, description="cap on the spend-weighted average risk_score")
@@ -146,7 +158,7 @@ class Scenario(BaseModel):
     exclude_projects: list[str] = Field(default_factory=list, max_length=1_000_000)
     include_projects: list[str] = Field(default_factory=list, max_length=1_000_000)
     objective: Literal["npv", "supply"] = "npv"
-    supply_weights: dict[Mineral, NonNegFinite] = Field(
+    supply_weights: dict[Mineral, Weight] = Field(
         default_factory=dict, description="weight per tonne for the supply objective (1 each)")
     solver: SolverSettings = Field(default_factory=SolverSettings)
 

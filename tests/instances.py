@@ -12,7 +12,7 @@ def subset_sum(n: int, seed: int = 0, *, npv_noise: bool = True) -> tuple[Projec
     """Whole-stake projects with even prices: choosing a subset is a subset-sum problem, which
     branch and bound proves optimal (or infeasible) only slowly. Returns (data, half of all)."""
     rng = np.random.default_rng(seed)
-    eq = rng.integers(10_000, 20_000, n) * 2.0
+    eq = rng.integers(1_000, 2_000, n) * 2.0
     npv = eq * (1 + rng.uniform(0, 0.001, n)) if npv_noise else np.ones(n)
     rows = [dict(project_id=f"H{i}", name=f"h{i}", country="AU", mineral="ree",
                  partner="KABIL", india_share=1, equity_value_musd=eq[i], min_stake=1,

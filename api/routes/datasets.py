@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from optimizer import InputError
 from optimizer.data import read_projects_csv
 
+from .. import problems
 from ..deps import StoreDep, WriteAccess
 from ..problems import Problem, from_input_error
 from ..schemas import DATASET_ID, DatasetDetail, DatasetInfo, DatasetJSON, DatasetPage
@@ -38,10 +39,10 @@ def _csv_rows(raw: bytes) -> list[dict]:
              dependencies=[WriteAccess], openapi_extra=UPLOAD_BODY,
              responses={200: {"description": "identical content was already stored",
                               "model": DatasetInfo},
-                        401: {"description": "API key missing or wrong"},
-                        413: {"description": "body too large"},
-                        415: {"description": "not JSON, CSV or a multipart upload"},
-                        422: {"description": "invalid rows; `errors` names row and column"}},
+                        401: problems.doc("API key missing or wrong"),
+                        413: problems.doc("body too large"),
+                        415: problems.doc("not JSON, CSV or a multipart upload"),
+                        422: problems.doc("invalid rows; `errors` names row and column")},
              summary="Store a validated projects table; its id is its content hash")
 async def create_dataset(request: Request, response: Response, store: StoreDep) -> DatasetInfo:
     """Send JSON `{"name", "projects": [rows]}`, a CSV body (`text/csv`) or a multipart upload
@@ -66,13 +67,14 @@ async def create_dataset(request: Request, response: Response, store: StoreDep) 
         rows = await run_in_threadpool(_csv_rows, await request.body())
         name = request.query_params.get("name", "")[:200]
     elif ctype == "multipart/form-data":
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise Problem(422, "multipart upload needs a 'file' part",
-                          errors=[{"loc": ["body", "file"], "msg": "field 'file': missing"}])
-        rows = await run_in_threadpool(_csv_rows, await upload.read())
-        name = str(form.get("name") or "")[:200]
+        async with request.form() as form:  # closes the spooled upload file
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise Problem(422, "multipart upload needs a 'file' part",
+                              errors=[{"loc": ["body", "file"], "msg": "field 'file': missing"}])
+            raw = await upload.read()
+            name = str(form.get("name") or "")[:200]
+        rows = await run_in_threadpool(_csv_rows, raw)
     else:
         raise Problem(415, "send application/json, text/csv or multipart/form-data")
     dataset, created = await store_rows(store, rows, name)
@@ -93,7 +95,7 @@ async def list_datasets(store: StoreDep,
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetDetail,
-            responses={404: {"description": "no such dataset"}}, summary="One dataset's rows")
+            responses={404: problems.doc("no such dataset")}, summary="One dataset's rows")
 async def get_dataset(store: StoreDep,
                       dataset_id: Annotated[str, Path(pattern=DATASET_ID)]) -> DatasetDetail:
     row = await run_in_threadpool(store.get_dataset, dataset_id)

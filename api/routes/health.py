@@ -13,7 +13,8 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", summary="Database reachable and solver workers running",
-            responses={503: {"description": "not ready; the body says what is missing"}})
+            responses={503: {"description": "not ready; the body says what is missing",
+                             "content": {"application/json": {}}}})
 async def ready(request: Request):
     state = request.app.state
     checks: dict[str, str] = {}

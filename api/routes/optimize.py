@@ -6,6 +6,7 @@ from fastapi import APIRouter, Header, Request
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from .. import problems
 from ..deps import PoolDep, SettingsDep, StoreDep, WriteAccess
 from ..problems import Problem
 from ..schemas import OptimizeRequest, RunResult
@@ -13,13 +14,13 @@ from ..service import request_sha256, resolve_dataset, solve
 from .runs import to_run_result
 
 router = APIRouter(tags=["optimize"])
-PROBLEMS = {401: {"description": "API key missing or wrong"},
-            404: {"description": "unknown dataset_id"},
-            409: {"description": "Idempotency-Key reused with a different body"},
-            413: {"description": "body too large"},
-            422: {"description": "invalid input; `errors` names each field"},
-            503: {"description": "all workers busy (Retry-After) or a worker died"},
-            504: {"description": "the solve passed the hard deadline and was stopped"}}
+PROBLEMS = {401: problems.doc("API key missing or wrong"),
+            404: problems.doc("unknown dataset_id"),
+            409: problems.doc("Idempotency-Key reused with a different body"),
+            413: problems.doc("body too large"),
+            422: problems.doc("invalid input; `errors` names each field"),
+            503: problems.doc("all workers busy (Retry-After) or a worker died"),
+            504: problems.doc("the solve passed the hard deadline and was stopped")}
 
 
 @router.post("/optimize", response_model=RunResult, dependencies=[WriteAccess],

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
+from .. import problems
 from ..db import RunRow
 from ..deps import StoreDep
 from ..problems import Problem
@@ -36,7 +37,7 @@ async def list_runs(store: StoreDep,
 
 
 @router.get("/runs/{run_id}", response_model=RunResult,
-            responses={404: {"description": "no such run"}}, summary="One stored run")
+            responses={404: problems.doc("no such run")}, summary="One stored run")
 async def get_run(store: StoreDep,
                   run_id: Annotated[str, Path(max_length=64)]) -> RunResult:
     row = await run_in_threadpool(store.get_run, run_id)
