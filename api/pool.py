@@ -141,21 +141,21 @@ class WorkerPool:
             self.stats["busy"] += 1
             raise Busy(f"all {self.size} workers are busy and {self._waiting} requests wait")
         started = time.monotonic()
-        self._waiting += 1
-        try:
-            w = await asyncio.wait_for(self._idle.get(), deadline_s)
-        except TimeoutError:
-            self.stats["busy"] += 1
-            raise Busy(f"no solver worker became free within {deadline_s:g} s") from None
-        finally:
-            self._waiting -= 1
-        self._running += 1
-        try:
+        while True:
+            w = await self._take(deadline_s - (time.monotonic() - started))
             payload = dict(job)
             if job["dataset_id"] in w.cached:
                 payload["records"] = None  # the worker has this model built already
             try:
                 w.conn.send(payload)
+                break
+            except (OSError, ValueError):  # died while idle: the job never started there
+                self.stats["crashes"] += 1
+                self._discard(w)
+                self._spawn()
+        self._running += 1
+        try:
+            try:
                 left = deadline_s - (time.monotonic() - started)
                 await _readable(w.conn, max(0.01, left))
                 kind, body, cached = w.conn.recv()
@@ -187,6 +187,24 @@ class WorkerPool:
             return kind, body
         finally:
             self._running -= 1
+
+    async def _take(self, timeout: float) -> _Worker:
+        """The next idle worker that is still alive (dead ones are replaced on the way)."""
+        self._waiting += 1
+        try:
+            while True:
+                try:
+                    w = await asyncio.wait_for(self._idle.get(), max(0.01, timeout))
+                except TimeoutError:
+                    self.stats["busy"] += 1
+                    raise Busy(f"no solver worker became free within {timeout:g} s") from None
+                if w.proc.is_alive():
+                    return w
+                self.stats["crashes"] += 1  # killed while idle: replace, take the next
+                self._discard(w)
+                self._spawn()
+        finally:
+            self._waiting -= 1
 
     async def close(self) -> None:
         self._closed = True
