@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import random
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ class WorkerCrashed(Exception):
 
 class _Worker:
     def __init__(self, ctx: Any, max_tasks: int) -> None:
+        self.max_tasks = max_tasks
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=worker_module.serve, args=(child, max_tasks),
                                 daemon=True, name="optimizer-worker")
@@ -97,7 +99,9 @@ class WorkerPool:
         return task
 
     async def _start_one(self) -> None:
-        w = _Worker(self._ctx, self.max_tasks)
+        # +-25 % jitter so workers that share the load do not all retire (and spend ~1.5 s
+        # starting their replacements) at the same moment
+        w = _Worker(self._ctx, max(1, round(self.max_tasks * random.uniform(0.75, 1.25))))
         self._all.add(w)
         try:
             await _readable(w.conn, self.start_timeout_s)
@@ -178,7 +182,7 @@ class WorkerPool:
             w.cached = set(cached)
             w.tasks += 1
             self.stats["solves"] += 1
-            if w.tasks >= self.max_tasks:
+            if w.tasks >= w.max_tasks:
                 self.stats["retired"] += 1
                 self._discard(w)
                 self._spawn()

@@ -55,7 +55,7 @@ async def create_dataset(request: Request, response: Response, store: StoreDep) 
         try:
             payload = json.loads(await request.body())
             body = DatasetJSON.model_validate(payload)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise Problem(422, f"body is not valid JSON: {exc}") from None
         except ValidationError as exc:
             errors = [{"loc": ["body", *e["loc"]],
