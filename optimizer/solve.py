@@ -86,6 +86,16 @@ class _Highs(Highs):
                 self.add_variables(fresh)
         super().add_block(block)
 
+    def values(self, variables) -> np.ndarray:
+        """Primal values of ``variables`` from the last run, read straight off HiGHS's
+        solution array (a 20,000-variable read through the loader costs ~0.1 s)."""
+        sol = getattr(self, "_sol", None)
+        if sol is None or not sol.value_valid:
+            raise RuntimeError("no primal solution to read")
+        col = np.asarray(sol.col_value)
+        var_map = self._pyomo_var_to_solver_var_map
+        return col[np.fromiter((var_map[id(v)] for v in variables), int, len(variables))]
+
     def add_constraints(self, cons) -> None:
         if not (self._FAST and hasattr(self, "_active_constraints")):
             return super().add_constraints(cons)
@@ -234,9 +244,9 @@ class Optimizer:
     def _read_stakes(self) -> dict[str, float]:
         m = self.built.model
         n = self.data.n
-        prim = self._last.solution_loader.get_vars([*m.choose.values(), *m.stake.values()])
-        x = np.fromiter((prim[m.choose[p]] for p in range(n)), float, n)
-        s = np.fromiter((prim[m.stake[p]] for p in range(n)), float, n)
+        both = self._highs.values([*(m.choose[p] for p in range(n)),
+                                   *(m.stake[p] for p in range(n))])
+        x, s = both[:n], both[n:]
         rows = np.flatnonzero(x > 0.5)
         smin, smax = self.data.col("min_stake"), self.data.col("max_stake")
         ids = self.data.frame["project_id"].to_numpy()
