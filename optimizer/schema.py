@@ -120,8 +120,8 @@ class SolverSettings(BaseModel):
                            description="relative MIP gap at which the search stops")
     presolve: Literal["off", "on", "choose"] = Field(
         "off",
-        description="HiGHS presolve; 'off' measured fastest on this model family "
-        "(bench/README.md), 'choose' lets HiGHS decide")
+        description="HiGHS presolve; 'off' measured 4-10x faster from ~3,000 projects and "
+        "at most 0.3 s slower below (bench/README.md); 'choose' lets HiGHS decide")
     random_seed: int = Field(0, ge=0, le=2_147_483_647, description="HiGHS random seed")
 
 
