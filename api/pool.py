@@ -124,15 +124,6 @@ class WorkerPool:
         self._ready.discard(w)
         w.kill()
 
-    @property
-    def pids(self) -> list[int]:
-        return [w.pid for w in self._all if w.pid is not None]
-
-    @property
-    def busy_pids(self) -> list[int]:
-        idle = {id(w) for w in self._idle._queue}  # type: ignore[attr-defined]
-        return [w.pid for w in self._all if id(w) not in idle and w.pid is not None]
-
     def load(self) -> dict[str, int]:
         return {"workers": len(self._all), "ready": len(self._ready), "idle": self._idle.qsize(),
                 "running": self._running, "waiting": self._waiting}

@@ -8,7 +8,7 @@ import pandas as pd
 
 from .check import portfolio_arrays
 from .data import ProjectData
-from .schema import MINERALS, OUTPUT_COLUMNS, Binding, Scenario, SelectedProject, Totals
+from .schema import MINERALS, Binding, Scenario, SelectedProject, Totals
 
 BIND_TOL = 1e-6
 
@@ -93,4 +93,4 @@ def objective_value(data: ProjectData, scenario: Scenario, totals: Totals) -> fl
     return float(sum(w[m] * totals.output_t[m] for m in MINERALS))
 
 
-__all__ = ["portfolio", "binding", "objective_value", "OUTPUT_COLUMNS"]
+__all__ = ["portfolio", "binding", "objective_value"]
