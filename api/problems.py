@@ -9,6 +9,7 @@ stack trace.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -79,10 +80,17 @@ def from_input_error(exc: InputError, prefix: tuple = ("body",)) -> Problem:
     return Problem(422, str(exc), errors=errors)
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict]:
-    """FastAPI's validation errors worded like the library (scenario fields by name)."""
+def invalid(errors: list[dict]) -> Problem:
+    """A 422 whose detail sums up the first few field errors."""
+    return Problem(422, "; ".join(e["msg"] for e in errors[:5]) or "invalid request",
+                   errors=errors)
+
+
+def field_errors(errors: Iterable[dict[str, Any]]) -> list[dict]:
+    """Pydantic error dicts (loc starting at "body") worded like the library: scenario fields
+    as the library names them, any other field as ``field 'a.b': reason``."""
     out = []
-    for e in exc.errors():
+    for e in errors:
         loc = list(e.get("loc", ()))
         if loc[:2] in (["body", "scenario"], ["body", "base"]):
             p = scenario_problems([{**e, "loc": tuple(loc[2:])}], prefix=tuple(loc[:2]))[0]
@@ -109,9 +117,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        errors = _validation_errors(exc)
-        detail = "; ".join(e["msg"] for e in errors[:5]) or "invalid request"
-        return problem_response(422, detail, errors=errors, instance=request.url.path)
+        p = invalid(field_errors(exc.errors()))
+        return problem_response(422, p.detail, errors=p.errors, instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):

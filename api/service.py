@@ -14,9 +14,9 @@ from optimizer import InputError, load_projects
 from optimizer.data import ProjectData
 
 from .config import Settings
-from .db import Store
+from .db import DatasetRow, Store
 from .pool import Busy, DeadlineExceeded, WorkerCrashed, WorkerPool
-from .problems import Problem, from_input_error
+from .problems import Problem, from_input_error, invalid
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,10 @@ def validate_rows(rows: Any) -> ProjectData:
         raise from_input_error(exc) from None
 
 
-async def store_rows(store: Store, rows: Any, name: str = "") -> tuple[Dataset, bool]:
+async def store_rows(store: Store, rows: Any, name: str = "") -> tuple[DatasetRow, bool]:
+    """Validate rows and store them under their content hash: (stored row, newly created)."""
     data = await run_in_threadpool(validate_rows, rows)
-    records = data.records()
-    _, created = await run_in_threadpool(store.put_dataset, data.sha256, records, name)
-    return Dataset(data.sha256, records), created
+    return await run_in_threadpool(store.put_dataset, data.sha256, data.records(), name)
 
 
 async def resolve_dataset(store: Store, default: Dataset, projects: list | None,
@@ -47,7 +46,8 @@ async def resolve_dataset(store: Store, default: Dataset, projects: list | None,
                       errors=[{"loc": ["body", "dataset_id"],
                                "msg": "field 'dataset_id': not allowed together with projects"}])
     if projects is not None:
-        return (await store_rows(store, projects))[0]
+        row, _ = await store_rows(store, projects)
+        return Dataset(row.id, row.records)
     if dataset_id is not None:
         row = await run_in_threadpool(store.get_dataset, dataset_id)
         if row is None:
@@ -79,8 +79,7 @@ async def solve(pool: WorkerPool, settings: Settings, dataset: Dataset,
     if kind == "ok":
         return body
     if kind == "input":
-        raise Problem(422, "; ".join(p["msg"] for p in body[:5]),
-                      errors=[{"loc": ["body", *p["loc"]], "msg": p["msg"]} for p in body])
+        raise invalid([{"loc": ["body", *p["loc"]], "msg": p["msg"]} for p in body])
     if kind == "check_failed":
         raise Problem(500, "the solver's portfolio failed the independent constraint check, "
                       "so it is not reported: " + body)

@@ -204,7 +204,6 @@ class Optimizer:
         self.built: BuiltModel = build_model(data)
         self._highs: _Highs | None = None
         self._transfer_s = 0.0
-        self._last: Any = None
         self._run_clock = 0.0
 
     # -- low level: used by solve() and by diagnosis ---------------------------------------
@@ -233,7 +232,6 @@ class Optimizer:
         if first:
             self._transfer_s = max(0.0, wall - highs_s)
         has = res.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
-        self._last = res
         stakes: dict[str, float] = {}
         if has:
             stakes = self._read_stakes()
@@ -255,8 +253,7 @@ class Optimizer:
 
     def relaxed_value(self, field: str) -> float:
         """The slack HiGHS chose for a diagnosis field in the last run."""
-        v = self.built.model.relax[field]
-        return float(self._last.solution_loader.get_vars([v])[v])
+        return float(self._highs.values([self.built.model.relax[field]])[0])
 
     # -- the library entry point ----------------------------------------------------------
     def solve(self, scenario: Scenario | dict | str | Path, *, diagnose: bool = True) -> Result:

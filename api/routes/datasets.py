@@ -13,7 +13,7 @@ from optimizer.data import read_projects_csv
 
 from .. import problems
 from ..deps import StoreDep, WriteAccess
-from ..problems import Problem, from_input_error
+from ..problems import Problem, field_errors, from_input_error, invalid
 from ..schemas import DATASET_ID, DatasetDetail, DatasetInfo, DatasetJSON, DatasetPage
 from ..service import store_rows
 
@@ -58,10 +58,8 @@ async def create_dataset(request: Request, response: Response, store: StoreDep) 
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise Problem(422, f"body is not valid JSON: {exc}") from None
         except ValidationError as exc:
-            errors = [{"loc": ["body", *e["loc"]],
-                       "msg": f"field {'.'.join(map(str, e['loc'])) or 'body'!r}: {e['msg']}"}
-                      for e in exc.errors()]
-            raise Problem(422, "; ".join(e["msg"] for e in errors[:5]), errors=errors) from None
+            raise invalid(field_errors({**e, "loc": ("body", *e["loc"])}
+                                       for e in exc.errors())) from None
         rows, name = body.projects, body.name
     elif ctype in ("text/csv", "application/csv"):
         rows = await run_in_threadpool(_csv_rows, await request.body())
@@ -77,8 +75,7 @@ async def create_dataset(request: Request, response: Response, store: StoreDep) 
         rows = await run_in_threadpool(_csv_rows, raw)
     else:
         raise Problem(415, "send application/json, text/csv or multipart/form-data")
-    dataset, created = await store_rows(store, rows, name)
-    row = await run_in_threadpool(store.get_dataset, dataset.id)
+    row, created = await store_rows(store, rows, name)
     response.status_code = 201 if created else 200
     return DatasetInfo(dataset_id=row.id, name=row.name, n_projects=row.n_projects,
                        created_at=row.created_at, created=created)
