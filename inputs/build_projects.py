@@ -167,7 +167,7 @@ class Builder:
         if rule == "F":
             a.use(args[0])
             x = v(args[0])
-            a.notes.append(f"{key} {num(x)} {unit} = {args[0]} (O1)")
+            a.notes.append(f"{key} {num(x)} {self.f.fig(args[0])['unit']} = {args[0]} (O1)")
             return x
         if rule in ("MUL", "DIV", "MULDIV", "MID", "SUM"):
             a.use(*args)
@@ -205,8 +205,9 @@ class Builder:
             a.use(share)
             base = self.usgs(iso, mineral)
             x = v(share) * base * self.oxide_factor(key)
+            rid = self.f.fig(share)["rule"] or "O3"
             a.notes.append(f"{key} = {share} {num(v(share), 4)} x USGS 2024 {iso} {num(base)} t "
-                           f"x {num(self.oxide_factor(key), 4)} = {num(x)} {unit} (O3)")
+                           f"x {num(self.oxide_factor(key), 4)} = {num(x)} {unit} ({rid})")
             return x
         if rule == "O4":
             a.use(args[0])
