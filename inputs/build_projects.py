@@ -638,6 +638,33 @@ class Builder:
             f"risk = country {num(c, 2)} + stage {num(g, 2)} + ESG {num(e, 2)}{esg}{cap} (R1-R3)"
         )
 
+    def estimates(self, a: Asset) -> list[str]:
+        """The numbers of an asset that are estimates (not published), each with its rule."""
+        r = a.row
+        out = []
+        for key in ("ta", "nb", "ree", "ndpr", "dytb"):
+            rule, args = parse_rule(r[f"{key}_rule"])
+            judged = [g for g in args if g in self.f.figures
+                      and self.f.figures[g]["kind"] == "judgement"]
+            if rule in ("M1", "M1CAP", "M1X", "O4", "O5NB", "O5REE"):
+                out.append(f"{key} ({'O5' if rule.startswith('O5') else rule[:2]})")
+            elif rule in ("REST", "MAGREST") and parse_rule(r["dytb_rule"])[0].startswith("M1"):
+                out.append(f"{key} (M2 after M1)")
+            elif judged:
+                out.append(f"{key} ({self.f.figures[judged[0]]['rule']} judgement {judged[0]})")
+        if parse_rule(r["capex_rule"])[0].startswith("E4"):
+            out.append("capex (E4)")
+        vrule = parse_rule(r["value_rule"])[0]
+        if vrule in ("N2", "N2P"):
+            out.append("value (N2, USGS prices)")
+        erule, eargs = parse_rule(r["equity_rule"])
+        judged = [g for g in eargs if self.f.figures[g]["kind"] == "judgement"]
+        if erule in ("E1", "E3") or judged:
+            out.append(f"equity ({erule})")
+        if r["chinese_ownership_kind"] == "estimate":
+            out.append("chinese_ownership (CH2)")
+        return out
+
     # -------------------------------------------------------------- rows
     def build(self) -> list[dict]:
         self.outputs()
@@ -663,7 +690,9 @@ class Builder:
             source = (
                 "figures: "
                 + ", ".join(a.figs)
-                + " (facts/figures.csv) | "
+                + " (facts/figures.csv) | estimates: "
+                + (", ".join(self.estimates(a)) or "none")
+                + " | "
                 + "; ".join(a.notes)
                 + f"; {risk_text}; deal cost = max(1, {num(rate * 100, 0)}% x equity x "
                 "max_stake) (D1); "

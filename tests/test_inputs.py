@@ -35,7 +35,9 @@ def test_every_reference_asset_is_a_candidate(shipped):
 def test_every_row_is_sourced_and_estimates_say_so(shipped):
     src = shipped.frame["source"]
     assert src.notna().all()
-    assert src.str.contains("estimate").sum() > 0
+    # every row lists its estimated numbers with their rule (or says none)
+    assert src.str.contains(r"\| estimates: ").all()
+    assert (~src.str.contains(r"\| estimates: none \|")).sum() > 0
 
 
 def test_namibia_is_not_read_as_missing(shipped):
