@@ -7,12 +7,12 @@ Checks on the table are vectorised with pandas so validating 10,000 rows takes m
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
-import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
