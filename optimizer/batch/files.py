@@ -128,7 +128,7 @@ class DirSink:
                 self.path.open("rb") as fh:
             w = csv.writer(out)
             w.writerow(["index", *varied, *FLAT_HEAD])
-            for i, off in enumerate(offsets):
+            for off in offsets:
                 if off < 0:
                     continue
                 fh.seek(off)
