@@ -60,7 +60,7 @@ from .model import (
     set_choice_bounds,
 )
 from .results import binding, objective_value, portfolio
-from .schema import PRESOLVE_AUTO_MAX_PROJECTS, Provenance, Result, Scenario, SolverInfo
+from .schema import Provenance, Result, Scenario, SolverInfo
 
 # A solve HiGHS calls optimal is reported "optimal" only if its gap is within this; a looser
 # user mip_gap that stopped the search earlier is reported "feasible" (CONTRACT section 4).
@@ -70,6 +70,7 @@ EXACT_TOL = 1e-9
 # Tight HiGHS tolerances for the certification re-solves (defaults: 1e-7 rows, 1e-6 MIP).
 TIGHT_TOL = 1e-9
 MAX_REPAIRS = 20
+FEASIBILITY_JUMP = False  # HiGHS's feasibility-jump heuristic (bench/README.md)
 
 
 def _pkg_version(name: str) -> str:
@@ -106,13 +107,6 @@ class Certified:
     repairs: list[str]  # what certification had to do, in words ([] = nothing)
 
 
-def presolve_for(setting: str, n: int) -> str:
-    """HiGHS's presolve option for a scenario setting ('auto' decides by size: bench/README)."""
-    if setting == "auto":
-        return "on" if n < PRESOLVE_AUTO_MAX_PROJECTS else "off"
-    return setting
-
-
 class Optimizer:
     """A built model for one projects table, re-solvable for any number of scenarios.
 
@@ -142,12 +136,12 @@ class Optimizer:
             limit = max(1e-3, min(limit, self.deadline - time.monotonic()))
         tol = TIGHT_TOL if exact else None
         options: dict[str, Any] = {
-            "presolve": presolve_for(st.presolve, self.data.n),
+            "presolve": st.presolve,
             "random_seed": st.random_seed,
             "output_flag": False,
-            # Measured on the shipped data: 25 % of a solve's time, never the incumbent
-            # that mattered on our instance families (bench/README.md)
-            "mip_heuristic_run_feasibility_jump": False,
+            # measured (bench/README.md): a quarter of a small solve's time, for incumbents
+            # the other heuristics find anyway on this model class
+            "mip_heuristic_run_feasibility_jump": FEASIBILITY_JUMP,
             # options persist on a HiGHS object: always state both tolerances
             "primal_feasibility_tolerance": tol or 1e-7,
             "mip_feasibility_tolerance": tol or 1e-6,
@@ -321,7 +315,6 @@ class Optimizer:
                 termination=out.termination.name,
                 options={"time_limit_s": sc.solver.time_limit_s, "mip_gap": sc.solver.mip_gap,
                          "presolve": sc.solver.presolve,
-                         "presolve_used": presolve_for(sc.solver.presolve, self.data.n),
                          "random_seed": sc.solver.random_seed},
                 certification=cert.repairs,
                 wall_s=round(time.monotonic() - t_start, 6)),
@@ -414,4 +407,4 @@ def optimize(projects: ProjectData | str | Path | pd.DataFrame | list[dict[str, 
     return Optimizer(data).solve(load_scenario(scenario))
 
 
-__all__ = ["Optimizer", "optimize", "Outcome", "SolutionCheckError", "presolve_for"]
+__all__ = ["Optimizer", "optimize", "Outcome", "SolutionCheckError"]
