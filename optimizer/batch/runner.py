@@ -96,6 +96,7 @@ def run_to_folder(spec_path: Path, *, out: Path | None = None, projects: Path | 
         executor.close()
     summary["out"] = str(out)
     summary["resumed_rows"] = resumed
+    summary["peak_rss_mb"] = _peak_rss_mb()
     from .summaries import Tally
 
     tally = Tally(data.ids, spec.core_share, spec.exterior_share)
@@ -136,3 +137,13 @@ class _ProgressBar:
 
     def close(self) -> None:
         self._p.stop()
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory (the workers are separate processes)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    except (ImportError, OSError):  # pragma: no cover - not on Linux
+        return None
