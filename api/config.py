@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     default_projects: Path = Field(Path(__file__).resolve().parent.parent / "inputs"
                                    / "projects.csv", description="the default dataset")
     retry_after_s: int = Field(5, ge=1, description="Retry-After when all workers are busy")
+    dataset_cache_dir: Path | None = Field(
+        None, description="where datasets are written once for the workers to read "
+        "(default: a private temporary directory, removed at shutdown)")
 
     @property
     def keys(self) -> frozenset[str]:

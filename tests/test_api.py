@@ -134,7 +134,7 @@ def test_health_and_ready(client):
     body = r.json()
     assert body["status"] == "ready"
     assert body["checks"] == {"database": "ok", "solver": "ok"}
-    assert body["pool"]["ready"] == 1
+    assert body["pool"]["workers"] == 1 and body["pool"]["capacity"] == 1
 
 
 def test_docs_and_openapi_document_every_endpoint_with_examples(client):

@@ -8,9 +8,10 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import problems
 from ..deps import PoolDep, SettingsDep, StoreDep, WriteAccess
+from ..pool import Busy
 from ..problems import Problem
 from ..schemas import OptimizeRequest, RunResult
-from ..service import request_sha256, resolve_dataset, solve
+from ..service import request_sha256, resolve_dataset, solve, until_disconnected
 from .runs import to_run_result
 
 router = APIRouter(tags=["optimize"])
@@ -46,9 +47,15 @@ async def optimize(body: OptimizeRequest, request: Request, store: StoreDep, poo
     scenario = payload["scenario"]
     scenario["solver"]["time_limit_s"] = min(scenario["solver"]["time_limit_s"],
                                              settings.max_time_limit_s)
-    dataset = await resolve_dataset(store, request.app.state.default_dataset, body.projects,
-                                    body.dataset_id)
-    result = await solve(pool, settings, dataset, scenario)
+    try:
+        with pool.admit():  # 503 at once when workers + queue are taken
+            dataset = await resolve_dataset(store, request.app.state.default_dataset,
+                                            body.projects, body.dataset_id)
+            result = await until_disconnected(request, solve(pool, settings, dataset,
+                                                             scenario))
+    except Busy as exc:
+        raise Problem(503, f"{exc}; retry in {settings.retry_after_s} s",
+                      headers={"Retry-After": str(settings.retry_after_s)}) from None
     try:
         row = await run_in_threadpool(store.add_run, dataset_id=dataset.id, scenario=scenario,
                                       result=result, idempotency_key=idempotency_key,
