@@ -47,6 +47,10 @@ class WorkerCrashed(Exception):
     """The worker process died during the solve; it has been replaced."""
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "exit status unknown"
@@ -78,8 +82,8 @@ class SolverPool:
             raise Busy("the server is shutting down")
         if self._admitted >= self.capacity:
             self.stats["busy"] += 1
-            raise Busy(f"all {self.workers} solver workers are busy and "
-                       f"{self.max_queue} more requests are already waiting")
+            raise Busy(f"the server is at capacity: {_count(self.workers, 'solver worker')} "
+                       f"busy and {_count(self.max_queue, 'more request')} waiting")
         self._admitted += 1
         try:
             yield

@@ -10,7 +10,7 @@ from .. import problems
 from ..deps import PoolDep, SettingsDep, StoreDep, WriteAccess
 from ..pool import Busy
 from ..problems import Problem
-from ..schemas import OptimizeRequest, RunResult
+from ..schemas import OptimizeRequest, RunResult, Text
 from ..service import request_sha256, resolve_dataset, solve, until_disconnected
 from .runs import to_run_result
 
@@ -28,7 +28,7 @@ PROBLEMS = {401: problems.doc("API key missing or wrong"),
              responses=PROBLEMS, summary="Solve one scenario and store the run")
 async def optimize(body: OptimizeRequest, request: Request, store: StoreDep, pool: PoolDep,
                    settings: SettingsDep,
-                   idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+                   idempotency_key: Annotated[Text | None, Header(max_length=200)] = None,
                    ) -> RunResult:
     """Solve `scenario` on the inline `projects`, a stored `dataset_id`, or the shipped data.
 
