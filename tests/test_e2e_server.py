@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -585,6 +586,24 @@ def test_restart_keeps_stored_runs(server, client):
         assert relisted["items"] == listing["items"]
         # and the restarted server solves
         assert_tiny_ok(c.post("/optimize", json=tiny_request()))
+
+
+def test_readme_curl_example_sends_base_json_and_matches_the_cli(server):
+    """README's curl example named "base" is exactly inputs/scenarios/base.json: same answer
+    as ``python -m optimizer solve`` (it was a different scenario: 537.03 against 526.78)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## The HTTP service"):]
+    command = re.search(r"(curl -s -X POST localhost:8000/optimize .*?)\n(?:curl|```)",
+                        section, re.S).group(1)
+    assert "inputs/scenarios/base.json" in command
+    out = subprocess.run(["bash", "-c", command.replace("localhost:8000", server.base_url)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    want = optimize(ROOT / "inputs" / "projects.csv", ROOT / "inputs" / "scenarios" / "base.json")
+    assert got["status"] == want.status
+    assert got["objective"] == pytest.approx(want.objective, rel=1e-9)
+    assert got["provenance"]["scenario_sha256"] == want.provenance.scenario_sha256
 
 
 # ---------------------------------------------------------------------------------------------
