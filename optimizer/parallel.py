@@ -208,7 +208,10 @@ class LocalExecutor:
         with self._lock:
             self._pins.update(refs)
         try:
-            future = self._healthy_pool().schedule(fn, args=args, timeout=timeout)
+            try:
+                future = self._healthy_pool().schedule(fn, args=args, timeout=timeout)
+            except RuntimeError:  # pebble: the pool broke since the check; once more
+                future = self._healthy_pool().schedule(fn, args=args, timeout=timeout)
         except BaseException:
             self._unpin(refs)
             raise
