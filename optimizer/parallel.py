@@ -51,9 +51,11 @@ import shutil
 import signal
 import tempfile
 import threading
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,6 +162,7 @@ class LocalExecutor:
         self._closed = False
         self.restarts = 0  # pools replaced after pebble marked one broken
         self._pool = self._new_pool()
+        self._futures: weakref.WeakSet[Future] = weakref.WeakSet()  # the pool's, unresolved
 
     # -- pool -------------------------------------------------------------------------------
     def _new_pool(self):
@@ -176,10 +179,11 @@ class LocalExecutor:
                 raise RuntimeError("the executor is closed")
             if not self._pool.active:  # pebble: not RUNNING (broken, or never started)
                 old, self._pool = self._pool, self._new_pool()
+                orphans, self._futures = self._futures, weakref.WeakSet()
                 self.restarts += 1
                 log.warning("solver pool was broken (a worker died while none was running a "
                             "task); replaced it")
-                threading.Thread(target=_stop_pool, args=(old,), daemon=True).start()
+                threading.Thread(target=_stop_pool, args=(old, orphans), daemon=True).start()
             return self._pool
 
     @property
@@ -215,6 +219,7 @@ class LocalExecutor:
         except BaseException:
             self._unpin(refs)
             raise
+        self._futures.add(future)
         if refs:
             future.add_done_callback(lambda _f: self._unpin(refs))
         return future
@@ -234,8 +239,7 @@ class LocalExecutor:
         if wait:
             self._pool.close()
             self._pool.join()
-        else:
-            _stop_pool(self._pool)
+        _stop_pool(self._pool, self._futures)
         if self._own_dir:
             shutil.rmtree(self.cache_dir, ignore_errors=True)
 
@@ -286,10 +290,16 @@ class LocalExecutor:
                 excess -= 1
 
 
-def _stop_pool(pool) -> None:
-    """Stop a pebble pool now: pending tasks dropped, running ones' workers killed."""
+def _stop_pool(pool, futures: weakref.WeakSet[Future]) -> None:
+    """Stop a pebble pool now (pending tasks dropped, running ones' workers killed), then
+    fail every future of it that pebble left unresolved (it leaves those of tasks it had not
+    registered, or that were running when it stopped), so no caller waits forever."""
     try:
         pool.stop()
         pool.join(timeout=30)
     except Exception:  # noqa: BLE001 - best effort on a pool being discarded
         log.exception("stopping a solver pool failed")
+    for future in list(futures):
+        if not future.done():
+            with contextlib.suppress(InvalidStateError):
+                future.set_exception(BrokenProcessPool("the solver pool was stopped"))

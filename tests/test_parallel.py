@@ -11,6 +11,7 @@ import pickle
 import signal
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -159,11 +160,17 @@ def test_a_cache_file_with_other_content_is_refused(executor, tmp_path):
         executor.submit(worker_tasks.solve, ref, SCENARIO).result(60)
 
 
-def test_closed_executor_refuses_work_and_removes_its_directory():
+def test_closed_executor_fails_running_tasks_refuses_work_and_removes_its_directory():
     ex = LocalExecutor(1)
     cache = ex.cache_dir
     ex.dataset_ref(TINY.sha256, TINY.records())
+    running = ex.submit(worker_tasks.sleep, 60.0)
+    wait_until(running.running, 30, "task started")
+    t0 = time.monotonic()
     ex.close()
+    with pytest.raises(BrokenProcessPool):  # not left waiting forever
+        running.result(5)
+    assert time.monotonic() - t0 < 10
     assert not cache.exists()
     with pytest.raises(RuntimeError, match="closed"):
         ex.submit(worker_tasks.pid)
