@@ -27,6 +27,7 @@ from .problems import Problem, from_input_error, invalid
 log = logging.getLogger("api")
 T = TypeVar("T")
 
+
 @dataclass(frozen=True)
 class Dataset:
     id: str
