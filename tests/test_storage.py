@@ -18,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 
 from api.db import MIGRATIONS, RunRow, SchemaVersion, Store, make_engine, migrate
 
+from .conftest import BACKENDS, fresh_pg_database
+
 NEWEST = max(v for v, _ in MIGRATIONS)
 ALL_VERSIONS = sorted(v for v, _ in MIGRATIONS)
-
-from .conftest import BACKENDS, fresh_pg_database
 
 
 @pytest.fixture
