@@ -122,7 +122,7 @@ def naive_solve(df, sc: dict) -> float | None:
     m.excl = pyo.Constraint(list(groups), rule=lambda m, g: sum(m.x[p] for p in groups[g]) <= 1)
     m.obj = pyo.Objective(expr=sum(npv[p] * m.s[p] - deal[p] * m.x[p] for p in P),
                           sense=pyo.maximize)
-    res = pyo.SolverFactory("highs").solve(m, options={"mip_rel_gap": 1e-4, "presolve": "off"})
+    res = pyo.SolverFactory("highs").solve(m)  # HiGHS defaults (mip_rel_gap 1e-4)
     if str(res.solver.termination_condition) not in ("optimal", "TerminationCondition.optimal"):
         return None
     return pyo.value(m.obj)

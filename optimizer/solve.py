@@ -308,11 +308,27 @@ class Optimizer:
                 diagnosis = diagnose_infeasible(self, sc)
         finally:
             self.deadline = None
+        result = self.result_for(sc, stakes, status=status, bound=out.bound,
+                                 termination=out.termination.name, solve_s=out.solve_s,
+                                 notes=cert.repairs, diagnosis=diagnosis,
+                                 wall_s=time.monotonic() - t_start)
+        if diagnosis is None:  # what this solve spent outside HiGHS's run, for the next
+            wall = time.monotonic() - t_start
+            self._overhead_s = 0.5 * self._overhead_s + 0.5 * max(0.0, wall - out.solve_s)
+        return result
+
+    def result_for(self, sc: Scenario, stakes: dict[str, float], *, status: str,
+                   bound: float | None, termination: str, solve_s: float = 0.0,
+                   notes: Sequence[str] = (), diagnosis=None, wall_s: float | None = None
+                   ) -> Result:
+        """The result object for a certified portfolio ``stakes`` of ``sc`` (or none, for a
+        status without one). Also used by batches for a portfolio re-used from a looser row
+        (``optimizer.batch.reuse``)."""
         selected, totals = portfolio(self.data, stakes)
-        ok = status in ("optimal", "feasible")  # then `stakes` passed certify()'s check
+        ok = status in ("optimal", "feasible")
         obj = objective_value(self.data, sc, totals) if ok else None
-        bound = out.bound if ok else None
-        result = Result(
+        bound = bound if ok else None
+        return Result(
             status=status, objective=obj,
             best_bound=_finite(bound),
             mip_gap=_gap(obj, bound) if obj is not None else None,
@@ -322,23 +338,19 @@ class Optimizer:
             solver=SolverInfo(
                 version=HIGHS_VERSION,
                 build_s=round(self.built.build_s + self._transfer_s, 6),
-                solve_time_s=round(out.solve_s, 6),
-                termination=out.termination.name,
+                solve_time_s=round(solve_s, 6),
+                termination=termination,
                 options={"time_limit_s": sc.solver.time_limit_s, "mip_gap": sc.solver.mip_gap,
                          "presolve": sc.solver.presolve,
                          "random_seed": sc.solver.random_seed},
-                certification=cert.repairs,
-                wall_s=round(time.monotonic() - t_start, 6)),
+                certification=list(notes),
+                wall_s=None if wall_s is None else round(wall_s, 6)),
             provenance=Provenance(
                 dataset_sha256=self.data.sha256, scenario_sha256=scenario_sha256(sc),
                 software_version=SOFTWARE_VERSION, pyomo_version=PYOMO_VERSION,
                 python_version=platform.python_version()),
             scenario_name=sc.name,
         )
-        if diagnosis is None:  # what this solve spent outside HiGHS's run, for the next
-            wall = time.monotonic() - t_start
-            self._overhead_s = 0.5 * self._overhead_s + 0.5 * max(0.0, wall - out.solve_s)
-        return result
 
     def _best_candidate(self, sc: Scenario, candidates: Sequence[dict[str, float]],
                         current: dict[str, float] | None) -> dict[str, float] | None:

@@ -395,3 +395,63 @@ def test_sigkill_mid_batch_then_resume(tmp_path):
     assert p.returncode == 0, p.stderr
     indices = [json.loads(x)["index"] for x in results.read_text().splitlines()]
     assert sorted(indices) == list(range(n))  # all there, none twice
+
+
+# ---------------------------------------------------------------------------------------------
+# re-use by dominance
+# ---------------------------------------------------------------------------------------------
+
+
+def test_at_least_as_loose():
+    from optimizer.batch.reuse import at_least_as_loose
+
+    a = load_scenario({**BASE, "budget_musd": 1600, "min_output_t": {"ree": 100}})
+    for tighter in ({"budget_musd": 1500}, {"max_country_share": 0.25}, {"min_countries": 5},
+                    {"min_output_t": {"ree": 200}}, {"exclude_countries": ["GL"]},
+                    {"include_projects": ["BR-MIBRA-US"]}, {"partners": ["US", "JOINT"]},
+                    {"max_chinese_ownership": 0.2}, {"annual_budget_musd": [900]}):
+        b = load_scenario(merge({**BASE, "budget_musd": 1600,
+                                 "min_output_t": {"ree": 100}}, tighter))
+        assert at_least_as_loose(a, b), tighter
+        assert not at_least_as_loose(b, a), tighter
+    other = load_scenario({**BASE, "budget_musd": 1600, "min_output_t": {"ree": 100},
+                           "objective": "supply"})
+    assert not at_least_as_loose(a, other) and not at_least_as_loose(other, a)
+    gap = load_scenario(merge(BASE, {"solver": {"mip_gap": 1e-3}}))
+    assert not at_least_as_loose(load_scenario(BASE), gap)
+
+
+def test_loose_first_order_is_the_same_rows():
+    spec = parse_spec({"base": BASE, "grid": {"budget_musd": [900, 1600, 1200],
+                                              "min_countries": [5, 3],
+                                              "max_country_share": [0.3, 0.5]}})
+    plain = {t.index: t.scenario for t in expand(spec)}
+    loose = list(expand(spec, loose_first=True))
+    assert {t.index: t.scenario for t in loose} == plain
+    assert loose[0].scenario["budget_musd"] == 1600 and loose[0].scenario["min_countries"] == 3
+    assert loose[0].scenario["max_country_share"] == 0.5
+    assert loose[-1].scenario["budget_musd"] == 900 and loose[-1].scenario["min_countries"] == 5
+
+
+def test_reused_rows_are_optimal_for_their_own_scenario(shipped):
+    """A sweep where caps stop binding: many rows are answered from a looser row without a
+    solve; each such answer meets its own limits and equals a fresh solve's optimum."""
+    grid = {"budget_musd": [1400, 2200, 3000], "max_country_share": [0.35, 0.5, 0.7]}
+    rows, _ = run({"base": BASE, "grid": grid}, shipped)
+    reused = [r for r in rows if "reused_from" in r]
+    assert len(reused) >= 3
+    fresh = Optimizer(shipped)
+    for r in reused:
+        sc = load_scenario(r["scenario"])
+        single = fresh.solve(sc)
+        assert r["status"] == "optimal"
+        assert r["objective"] == pytest.approx(single.objective, rel=1e-9)
+        from optimizer.check import violations
+
+        assert violations(shipped, sc, {p["project_id"]: p["stake"] for p in r["selected"]}) == []
+        assert r["best_bound"] >= r["objective"] - 1e-9
+        assert "answered without a solve" in r["solver"]["certification"][0]
+    off, _ = run({"base": BASE, "grid": grid, "reuse": False}, shipped)
+    assert not any("reused_from" in r for r in off)
+    assert [r["objective"] for r in off] == pytest.approx([r["objective"] for r in rows],
+                                                          rel=1e-9)

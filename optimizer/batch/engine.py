@@ -14,6 +14,7 @@ import math
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -118,7 +119,9 @@ def prepare_context(spec: BatchSpec, data: ProjectData, executor: Executor
         supply_range = (min(supply), max(supply))
         info["supply_range"] = list(supply_range)
     ctx = ChunkContext(diagnose=spec.diagnose, monte_carlo=mc, base_stakes=base_stakes,
-                       frontier=spec.frontier is not None)
+                       frontier=spec.frontier is not None, grid=spec.grid,
+                       reuse=spec.reuse and mc is None and spec.frontier is None,
+                       token=uuid.uuid4().hex)
     return ctx, supply_range, info
 
 
@@ -147,8 +150,8 @@ def run_batch(spec: BatchSpec, data: ProjectData, *, executor: Executor, sink: S
     remaining = total - len(sink.done)
     size = chunk_size or (max(1, remaining) if ctx.frontier
                           else auto_chunk(remaining, executor.workers))
-    chunks = _chunks((t for t in expand(spec, data, supply_range) if t.index not in sink.done),
-                     size)
+    order = expand(spec, data, supply_range, loose_first=ctx.reuse and spec.grid is not None)
+    chunks = _chunks((t for t in order if t.index not in sink.done), size)
     if ctx.frontier and isinstance(spec.frontier, SupplyFrontier):
         # tight to loose within a chunk, so each point can pass its portfolio on
         chunks = (list(reversed(c)) for c in chunks)

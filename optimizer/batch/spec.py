@@ -198,6 +198,9 @@ class BatchSpec(BaseModel):
     monte_carlo: MonteCarloSpec | None = None
     frontier: Frontier | None = None
     diagnose: bool = Field(True, description="diagnose infeasible rows (off: faster)")
+    reuse: bool = Field(True, description="answer a row with the portfolio of a row at least "
+                        "as loose in every limit when it meets this row's limits exactly "
+                        "(no solve; README: dominance)")
     core_share: Annotated[float, Field(gt=0, le=1)] = Field(
         0.9, description="robust core: projects chosen in at least this share of rows")
     exterior_share: Annotated[float, Field(ge=0, lt=1)] = Field(
@@ -400,10 +403,15 @@ def validate_rows(spec: BatchSpec, data: ProjectData) -> None:
 
 
 def expand(spec: BatchSpec, data: ProjectData | None = None,
-           supply_range: tuple[float, float] | None = None) -> Iterator[Task]:
+           supply_range: tuple[float, float] | None = None, *,
+           loose_first: bool = False) -> Iterator[Task]:
     """The spec's rows in generation order (lazily). A supply frontier needs
     ``supply_range`` = (weighted supply of the NPV optimum, largest weighted supply), which the
-    engine finds with two solves before expanding."""
+    engine finds with two solves before expanding.
+
+    ``loose_first`` (grids): the same rows, with the same indices, in the order a solver should
+    meet them to re-use work (``optimizer.batch.reuse``): lexicographic over each field's
+    values sorted loosest first, which puts every row after all rows at least as loose."""
     base = spec.base
     if spec.scenarios is not None:
         for i, partial in enumerate(spec.scenarios):
@@ -413,7 +421,18 @@ def expand(spec: BatchSpec, data: ProjectData | None = None,
                 for kk, vv in sorted((partial.get(k) or {}).items())))
     elif spec.grid is not None:
         paths = list(spec.grid)
-        for i, combo in enumerate(itertools.product(*spec.grid.values())):
+        sizes = [len(v) for v in spec.grid.values()]
+        if loose_first:
+            from .reuse import looseness_order
+
+            orders = [looseness_order(p, v) for p, v in spec.grid.items()]
+        else:
+            orders = [list(range(n)) for n in sizes]
+        for positions in itertools.product(*orders):
+            i = 0
+            for pos, n in zip(positions, sizes, strict=True):  # mixed radix, first slowest
+                i = i * n + pos
+            combo = [spec.grid[p][j] for p, j in zip(paths, positions, strict=True)]
             sc = merge(base, {})
             for path, v in zip(paths, combo, strict=True):
                 set_path(sc, path, v)

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from ..check import violations
 from ..errors import InputError
+from ..schema import Scenario
 from ..solve import Optimizer
 from .draws import evaluate, make_draw, perturb
+from .reuse import loose_first, reusable
 from .spec import MonteCarloSpec, Task
+
+REUSE_WINDOW = 64  # recent rows a worker compares a new row with
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,9 @@ class ChunkContext:
     monte_carlo: MonteCarloSpec | None = None
     base_stakes: dict[str, float] | None = None  # Monte Carlo: the unperturbed optimum
     frontier: bool = False  # pass each point's portfolio on to the next (looser) point
+    grid: dict[str, list[Any]] | None = None  # the grid's values (to order a chunk loose first)
+    reuse: bool = True  # answer a row with a looser row's portfolio when it meets its limits
+    token: str = ""  # one batch run: rows it solved in this worker may answer its later rows
     deadline_s: float | None = None  # per-row hard limit the executor enforces (info only)
 
     @property
@@ -35,11 +43,23 @@ def solve_tasks(opt: Optimizer, ctx: ChunkContext, tasks: list[Task]) -> list[di
     rows = []
     previous: dict[str, float] | None = None
     base = opt.base_data
+    reuse = ctx.reuse and ctx.monte_carlo is None and not ctx.frontier
+    if reuse:
+        tasks = loose_first(tasks, ctx.grid)
+        # the rows this worker solved for this batch, across its chunks
+        memo = opt.__dict__.setdefault("_batch_memo", {})
+        if ctx.token not in memo:
+            memo.clear()  # one batch at a time keeps its memory
+            memo[ctx.token] = deque(maxlen=REUSE_WINDOW)
+        solved = memo[ctx.token]
     try:
         for task in tasks:
             t0 = time.perf_counter()
             try:
-                row = _solve_one(opt, ctx, task, base, previous)
+                if reuse:
+                    row = _reuse_or_solve(opt, ctx, task, solved)
+                else:
+                    row = _solve_one(opt, ctx, task, base, previous)
             except InputError as exc:  # validated before the batch: should not happen
                 row = _failed(task, f"invalid input: {exc}")
             except Exception as exc:  # noqa: BLE001 - a failed row, never a failed batch
@@ -52,6 +72,28 @@ def solve_tasks(opt: Optimizer, ctx: ChunkContext, tasks: list[Task]) -> list[di
     finally:
         opt.use_data(base)
     return rows
+
+
+def _reuse_or_solve(opt: Optimizer, ctx: ChunkContext, task: Task,
+                    solved: deque[tuple[Scenario, dict[str, Any]]]) -> dict[str, Any]:
+    from ..data import load_scenario
+
+    sc = load_scenario(task.scenario)
+    for prior_sc, prior in reversed(solved):
+        stakes = reusable(opt.data, (prior_sc, prior), sc)
+        if stakes is not None:
+            res = opt.result_for(
+                sc, stakes, status=prior["status"], bound=prior["best_bound"],
+                termination=prior["solver"]["termination"],
+                notes=[f"the portfolio of row {prior['index']}, a scenario at least as loose "
+                       "in every limit, meets this row's limits exactly: answered without a "
+                       "solve (optimal within that row's gap; its bound holds here)"])
+            return {"index": task.index, **res.model_dump(mode="json"),
+                    "scenario": task.scenario, "reused_from": prior["index"]}
+    row = _solve_one(opt, ctx, task, opt.base_data, None)
+    if row.get("status") in ("optimal", "feasible"):
+        solved.append((sc, row))
+    return row
 
 
 def _solve_one(opt: Optimizer, ctx: ChunkContext, task: Task, base,
