@@ -27,11 +27,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="scenario JSON/YAML file (default: inputs/scenarios/base.json)")
     s.add_argument("--format", choices=("json", "table"), default="table",
                    help="json: the result object; table: a readable report (default)")
+    from .reports.command import add_parser
+
+    add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "report":
+        from .reports.command import run
+
+        return run(args)
     try:
         from .data import load_projects, load_scenario
         from .solve import optimize

@@ -45,7 +45,7 @@ class AnalysisSettings(BaseModel):
         None, gt=0, description="step for the budget and every money limit, MUSD; default "
         "5 % of the budget rounded to 1, 2 or 5 times a power of ten")
     budget_curve_steps: int = Field(
-        4, ge=1, le=50, description="budget points each side of the scenario's budget")
+        3, ge=1, le=50, description="budget points each side of the scenario's budget")
     share_step: float = Field(0.05, gt=0, le=1,
                               description="relaxation of a share limit (absolute)")
     risk_step: float = Field(0.5, gt=0, le=9, description="relaxation of max_avg_risk")

@@ -148,26 +148,6 @@ def annual(spend: Sequence[float], caps: Sequence[float | None]) -> str:
         return _svg(fig)
 
 
-def sides(labels: Sequence[str], spend: Sequence[float], caps: Sequence[float | None]) -> str:
-    """Total, KABIL and US spend against their budgets."""
-    with matplotlib.rc_context(RC):
-        fig = _fig(6.4, 1.7, left=1.2, bottom=0.5)
-        ax = fig.add_subplot()
-        y = list(range(len(labels)))[::-1]
-        colours = [BAR_COLOUR, KABIL_COLOUR, US_COLOUR][:len(labels)]
-        ax.barh(y, spend, color=colours, height=0.6)
-        for yi, v, c in zip(y, spend, caps, strict=True):
-            ax.text(v, yi, f" {v:,.0f}", va="center", fontsize=8)
-            if c is not None:
-                ax.vlines(c, yi - 0.4, yi + 0.4, color=CAP_COLOUR, linestyle="--", linewidth=1.5)
-        ax.set_yticks(y, labels)
-        ax.set_xlabel("US$ M (red dashes: budgets)")
-        ax.xaxis.set_major_formatter(_MUSD)
-        ax.margins(x=0.12)
-        ax.set_title("Spend against budgets")
-        return _svg(fig)
-
-
 def budget_curve(budgets: Sequence[float], objectives: Sequence[float | None], here: float,
                  ylabel: str) -> str:
     """The objective re-solved at each budget (a step function), the scenario's budget marked."""
@@ -190,4 +170,4 @@ def budget_curve(budgets: Sequence[float], objectives: Sequence[float | None], h
         return _svg(fig)
 
 
-__all__ = ["annual", "budget_curve", "offtake", "risk", "sides", "stacked_spend"]
+__all__ = ["annual", "budget_curve", "offtake", "risk", "stacked_spend"]

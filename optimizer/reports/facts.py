@@ -362,6 +362,19 @@ def _portfolio(result: Result, data: ProjectData, products: list[str]) -> list[d
     return rows
 
 
+def alternatives_matrix(fx: Facts) -> list[tuple[str, float | None, list[float | None]]]:
+    """(project_id, recommended stake, [stake in each alternative]); None = not backed."""
+    a = fx.analysis
+    if a is None or not a.alternatives:
+        return []
+    here = {p.project_id: p.stake for p in fx.result.selected}
+    ids = list(here)
+    for alt in a.alternatives:
+        ids += [pid for pid in alt.stakes if pid not in ids]
+    return [(pid, here.get(pid), [alt.stakes.get(pid) for alt in a.alternatives])
+            for pid in ids]
+
+
 def facts(result: Result, scenario: Scenario, data: ProjectData,
           analysis: Analysis | None = None) -> Facts:
     """Everything a report says, computed once for every format."""
@@ -378,5 +391,5 @@ def facts(result: Result, scenario: Scenario, data: ProjectData,
                  portfolio=_portfolio(result, data, products), diagnosis=diag, fixes=fixes)
 
 
-__all__ = ["Facts", "LimitRow", "country_name", "facts", "money", "pct", "product_name",
-           "product_unit", "status_words"]
+__all__ = ["Facts", "LimitRow", "alternatives_matrix", "country_name", "facts", "money", "pct",
+           "product_name", "product_unit", "status_words"]

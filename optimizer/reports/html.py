@@ -18,6 +18,7 @@ from .analysis import Analysis
 from .facts import (
     PARTNER_NAMES,
     Facts,
+    alternatives_matrix,
     country_name,
     facts,
     money,
@@ -80,11 +81,6 @@ def chart_svgs(fx: Facts) -> list[dict[str, str]]:
                     caption="Who leads the deal; colours show who pays.",
                     svg=charts.stacked_spend("Spend by lead partner",
                                              [PARTNER_NAMES.get(p, p) for p in labels], k, u)))
-    out.append(dict(id="chart-sides", title="Spend against budgets",
-                    caption="Total, KABIL and US partners' spend; red dashes are the budgets.",
-                    svg=charts.sides(["Total", "KABIL", "US partners"],
-                                     [t.cost_musd, t.kabil_musd, t.us_musd],
-                                     [sc.budget_musd, sc.kabil_budget_musd, sc.us_budget_musd])))
     out.append(dict(id="chart-offtake", title="Offtake against floors",
                     caption="Annual offtake entitlement of the stakes bought; dashed lines are "
                     "the scenario's security floors.",
@@ -114,19 +110,6 @@ def _budget_chart(fx: Facts) -> str | None:
     return charts.budget_curve([p.budget_musd for p in a.budget.curve],
                                [p.objective for p in a.budget.curve],
                                fx.scenario.budget_musd, label)
-
-
-def alternatives_matrix(fx: Facts) -> list[tuple[str, float | None, list[float | None]]]:
-    """(project_id, recommended stake, [stake in each alternative]); None = not backed."""
-    a = fx.analysis
-    if a is None or not a.alternatives:
-        return []
-    here = {p.project_id: p.stake for p in fx.result.selected}
-    ids = list(here)
-    for alt in a.alternatives:
-        ids += [pid for pid in alt.stakes if pid not in ids]
-    return [(pid, here.get(pid), [alt.stakes.get(pid) for alt in a.alternatives])
-            for pid in ids]
 
 
 def context(fx: Facts, generated: str | None = None) -> dict[str, Any]:
