@@ -299,9 +299,10 @@ def _budget(rs: _Resolver, sc: Scenario, result: Result, step: float, st: Analys
                                 else None),
             per_100_musd_above=plus.change * per if plus.change is not None else None,
             curve=[p for p in (minus, _here(result, b0), plus) if p is not None],
-            method=(f"The objective re-solved with budget_musd {b0:,.6g} - {step:,.6g} and "
-                    f"+ {step:,.6g} MUSD, every other limit unchanged; per US$100 M = change "
-                    f"x 100 / {step:,.6g}."))
+            method=(f"The objective re-solved with budget_musd {b0 - step:,.6g} and "
+                    f"{b0 + step:,.6g} MUSD (the scenario's {b0:,.6g} minus and plus "
+                    f"{step:,.6g}), every other limit unchanged; per US$100 M = change x 100 / "
+                    f"{step:,.6g}."))
         _marginals(out.budget)
         return
     assert out.budget is not None
