@@ -45,14 +45,14 @@ class AnalysisSettings(BaseModel):
         None, gt=0, description="step for the budget and every money limit, MUSD; default "
         "5 % of the budget rounded to 1, 2 or 5 times a power of ten")
     budget_curve_steps: int = Field(
-        3, ge=1, le=50, description="budget points each side of the scenario's budget")
+        2, ge=1, le=50, description="budget points each side of the scenario's budget")
     share_step: float = Field(0.05, gt=0, le=1,
                               description="relaxation of a share limit (absolute)")
     risk_step: float = Field(0.5, gt=0, le=9, description="relaxation of max_avg_risk")
     output_step: float = Field(0.10, gt=0, le=1,
                                description="relaxation of an output floor, fraction of it")
     forced_candidates: int = Field(
-        5, ge=0, le=100, description="rejected projects tried as forced choices")
+        3, ge=0, le=100, description="rejected projects tried as forced choices")
     alternatives: int = Field(3, ge=0, le=20, description="k: alternatives sought")
     alternative_slack: float = Field(
         0.02, ge=0, le=1, description="alternatives must be within this share of the optimum")
