@@ -90,3 +90,20 @@ def test_report_of_the_shipped_base_run(tmp_path):
     assert f"US${result['totals']['cost_musd']:,.0f} M" in text
     for s in result["selected"]:
         assert s["project_id"] in text
+
+
+def test_readme_reports_example_runs(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Reports"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "base.html").read_bytes().startswith(b"<!DOCTYPE html>")
+    assert (tmp_path / "base.xlsx").read_bytes()[:2] == b"PK"
