@@ -553,6 +553,8 @@ def test_reports_of_an_infeasible_run(tiny_opt):
     for c in r.diagnosis.conflicts:
         assert f"({c})" in diag
     assert "No portfolio meets every limit" in page.words("answer")
+    assert set(re.findall(r'<tr data-field="([^"]+)" class="conflict"', text)) == set(
+        r.diagnosis.conflicts)
     wb = openpyxl.load_workbook(io.BytesIO(render_xlsx(r, sc, tiny_opt.data, a)),
                                 data_only=True)
     assert wb.sheetnames == SHEETS

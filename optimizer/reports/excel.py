@@ -219,7 +219,8 @@ def _limits(book: _Book, fx: Facts) -> None:
         unit = {"MUSD": "US$ M", "share": "share", "risk": "risk 1-10", "count": "count"}.get(
             lr.unit, lr.unit)
         rows.append([lr.label, lr.field, lr.kind, unit, lr.limit, lr.value, lr.headroom,
-                     "binding" if lr.binding else "", lr.note])
+                     "binding" if lr.binding else "in conflict" if lr.conflict else "",
+                     lr.note])
     _widths(ws, [34, 28, 7, 16, 15, 15, 13, 9, 40])
     end = book.table(ws, 0, 0, cols, rows, "Limits")
     for i, lr in enumerate(fx.limits):  # numbers keep their own unit's format

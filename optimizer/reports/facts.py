@@ -103,6 +103,7 @@ class LimitRow:
     unit: str  # "MUSD", "share", "risk", "count", a product unit, or ""
     binding: bool = False
     note: str = ""
+    conflict: bool = False  # named by the diagnosis of an infeasible run
 
     @property
     def headroom(self) -> float | None:
@@ -158,8 +159,20 @@ class Facts:
 def _answer(result: Result, sc: Scenario) -> str:
     t = result.totals
     if result.status == "infeasible":
-        return ("No portfolio meets every limit of this scenario. "
-                + (result.diagnosis.message if result.diagnosis else ""))
+        d = result.diagnosis
+        if d is None or not d.conflicts:
+            return "No portfolio meets every limit of this scenario."
+        said = [field_phrase(sc, c) or c for c in d.conflicts]
+        both = "both" if len(said) == 2 else "all"
+        text = ("No portfolio meets every limit of this scenario: " + said[0] + " cannot hold "
+                "together with the projects' own rules." if len(said) == 1 else
+                "No portfolio meets every limit of this scenario: " + ", ".join(said[:-1])
+                + f" and {said[-1]} cannot {both} hold.")
+        if d.fixes:
+            n = len(d.fixes)
+            text += (f" Any one of the {n} changes below restores feasibility." if n > 1
+                     else " The change below restores feasibility.")
+        return text
     if result.status == "no_solution":
         return (f"The solver found no portfolio within its time limit of "
                 f"{sc.solver.time_limit_s:g} s; raise solver.time_limit_s and run again.")
@@ -229,8 +242,10 @@ def _question(sc: Scenario, data: ProjectData, result: Result) -> list[tuple[str
             f"{product_name(m)} x {v:g}" for m, v in w.items())))
     q.append(("Solver limits", f"time limit {sc.solver.time_limit_s:g} s, relative gap "
                                f"{sc.solver.mip_gap:g}"))
-    q.append(("Data", f"{data.n} candidate projects in {data.frame['country'].nunique()} "
-                      f"countries; dataset SHA-256 {result.provenance.dataset_sha256}"))
+    n_c = data.frame["country"].nunique()
+    q.append(("Data", f"{data.n} candidate project{'s' if data.n != 1 else ''} in {n_c} "
+                      f"countr{'ies' if n_c != 1 else 'y'}; dataset SHA-256 "
+                      f"{result.provenance.dataset_sha256}"))
     return q
 
 
@@ -286,9 +301,11 @@ def _limits(sc: Scenario, result: Result, data: ProjectData) -> list[LimitRow]:
         own = data.frame.loc[chosen, "chinese_ownership"].astype(float).fillna(0.0)
         rows.append(LimitRow("max_chinese_ownership", "Largest Chinese ownership of a project",
                              "max", cap, v(float(own.max()) if len(own) else 0.0), "share"))
+    conflicts = set(result.diagnosis.conflicts) if result.diagnosis else set()
     for r in rows:
         if r.field != "max_country_share":
             r.binding = r.field in bound
+        r.conflict = r.field in conflicts
     rules = []
     partners = getattr(sc, "partners", None)
     if partners:
@@ -305,8 +322,14 @@ def _limits(sc: Scenario, result: Result, data: ProjectData) -> list[LimitRow]:
 
 
 def field_words(sc: Scenario, fld: str) -> str:
-    """A scenario field and its value in words, e.g. "plan year 1 spend cap: at most
-    US$1,000 M (annual_budget_musd.0)"."""
+    """A scenario field and its value in words with its path, e.g. "spend in plan year 1 at
+    most US$1,000 M (annual_budget_musd.0)"."""
+    words = field_phrase(sc, fld)
+    return fld if words is None else f"{words} ({fld})"
+
+
+def field_phrase(sc: Scenario, fld: str) -> str | None:
+    """A scenario field and its value in words (None for a field not known here)."""
     head, _, tail = fld.partition(".")
     try:
         if head == "annual_budget_musd":
@@ -339,10 +362,10 @@ def field_words(sc: Scenario, fld: str) -> str:
                     "partners": "lead partners allowed"}[head]
             words = f"{what}: " + ", ".join(getattr(sc, head) or [])
         else:
-            return fld
+            return None
     except (AttributeError, IndexError, KeyError, TypeError, ValueError):
-        return fld
-    return f"{words} ({fld})"
+        return None
+    return words
 
 
 def _portfolio(result: Result, data: ProjectData, products: list[str]) -> list[dict[str, Any]]:
