@@ -198,11 +198,13 @@ class _Resolver:
             return self.cache[key]
         if time.perf_counter() > self.deadline:
             raise _OutOfTime
-        sc = self.scenario(update)
         t0 = time.perf_counter()
         try:
+            sc = self.scenario(update)
             res: Result | None = self.opt.solve(sc, diagnose=False, **kw)
-        except RuntimeError:  # SolutionCheckError: never use a portfolio that failed the check
+        except (ValueError, RuntimeError):
+            # a change the scenario rejects (ValueError), or a portfolio that failed the
+            # independent check (SolutionCheckError): never shown, recorded as "error"
             res = None
         self.wall += time.perf_counter() - t0
         self.count += 1
@@ -351,7 +353,7 @@ def _relaxation(sc: Scenario, field: str, step: float, st: AnalysisSettings
         old = caps[k]
         caps[k] = old + step
         return head, caps, old, old + step, f"+{step:,.6g} MUSD in plan year {k + 1}"
-    if head in ("max_country_share", "max_china_processing_share"):
+    if head in ("max_country_share", "max_china_processing_share", "max_chinese_ownership"):
         old = getattr(sc, head)
         new = min(1.0, old + st.share_step)
         return head, new, old, new, f"+{(new - old) * 100:.3g} percentage points"
