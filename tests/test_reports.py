@@ -462,12 +462,19 @@ def test_xlsx_portfolio_equals_the_result(base_run, base_xlsx):
         outs = [v for k, v in row.items() if k.endswith(")") and "t/y" in k]
         assert [c.value for c in outs] == pytest.approx(list(p.output_t.values()))
     t = ws.tables["Portfolio"]
-    total = list(ws[t.ref])[-1]
-    head = [c.value for c in list(ws[t.ref])[0]]
-    tot = dict(zip(head, (c.value for c in total), strict=True))
+    cells = list(ws[t.ref])
+    head = [c.value for c in cells[0]]
+    below = cells[-1][0].row + 1  # the totals row under the table
+    tot = {h: ws.cell(below, c.column).value for h, c in zip(head, cells[0], strict=True)}
+    assert tot["Project"] == "Total"
     assert tot["Cost (US$ M)"] == pytest.approx(r.totals.cost_musd)
     assert tot["KABIL (US$ M)"] == pytest.approx(r.totals.kabil_musd)
     assert tot["NPV (US$ M)"] == pytest.approx(r.totals.npv_musd)
+    raw, _ = base_xlsx
+    formulas = openpyxl.load_workbook(io.BytesIO(raw))["Portfolio"]  # live formulas, too
+    col = head.index("Cost (US$ M)") + 1
+    letter = openpyxl.utils.get_column_letter(col)
+    assert formulas.cell(below, col).value == f"=SUM({letter}2:{letter}{below - 1})"
 
 
 def test_xlsx_summary_limits_and_provenance(base_run, base_xlsx):

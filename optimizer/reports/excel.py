@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import xlsxwriter
+from xlsxwriter.utility import xl_range
 from xlsxwriter.worksheet import Worksheet
 
 from ..data import ProjectData
@@ -49,6 +50,10 @@ class _Book:
         self.fmt = {k: add({"num_format": v}) for k, v in {
             "musd": MUSD, "pct": PCT, "pct2": PCT2, "t": TONNES, "num2": NUM2, "num3": NUM3,
             "int": INT, "text": "@"}.items()}
+        for k, v in list(self.fmt.items()):
+            self.fmt[f"bold_{k}"] = add({"num_format": v.num_format, "bold": True,
+                                         "top": 2})
+        self.fmt["bold"] = add({"bold": True, "top": 2})
         self.fmt["wrap"] = add({"text_wrap": True, "valign": "top"})
         self.fmt["title"] = add({"bold": True, "font_size": 14, "font_color": "#1f4e9a"})
         self.fmt["h"] = add({"bold": True, "font_size": 11, "font_color": "#1f4e9a"})
@@ -62,26 +67,28 @@ class _Book:
               rows: Sequence[Sequence[Any]], name: str,
               totals: dict[int, float] | None = None, total_label: str = "Total") -> int:
         """An Excel table (header with filter buttons) at (row, col); ``columns`` are
-        (header, format key). Returns the first row after it."""
+        (header, format key). ``totals`` {column: value} adds a bold row under the table with
+        ``=SUM(...)`` formulas whose cached values are the given totals (plain cell ranges,
+        which every spreadsheet program evaluates). Returns the first row after it all."""
         self.n_tables += 1
-        data = [[None if v is None else v for v in r] for r in rows] or [[None] * len(columns)]
+        data = [list(r) for r in rows] or [[None] * len(columns)]
         cols = []
-        for j, (head, fk) in enumerate(columns):
+        for head, fk in columns:
             c: dict[str, Any] = {"header": head}
             if fk:
                 c["format"] = self.fmt[fk]
-            if totals is not None:
-                if j in totals:
-                    c["total_function"] = "sum"
-                    c["total_value"] = totals[j]
-                elif j == 0:
-                    c["total_string"] = total_label
             cols.append(c)
-        last = row + len(data) + (1 if totals is not None else 0)
+        last = row + len(data)
         ws.add_table(row, col, last, col + len(columns) - 1, {
-            "data": data, "columns": cols, "name": f"{name}", "style": STYLE,
-            "total_row": totals is not None, "autofilter": True})
-        return last + 1
+            "data": data, "columns": cols, "name": name, "style": STYLE, "autofilter": True})
+        if totals is None:
+            return last + 1
+        ws.write_string(last + 1, col, total_label, self.fmt["bold"])
+        for j, value in totals.items():
+            fk = columns[j][1] or "num3"
+            rng = xl_range(row + 1, col + j, last, col + j)
+            ws.write_formula(last + 1, col + j, f"=SUM({rng})", self.fmt[f"bold_{fk}"], value)
+        return last + 2
 
 
 def _widths(ws: Worksheet, widths: Sequence[float]) -> None:
@@ -500,6 +507,11 @@ def render_xlsx(result: Result, scenario: Scenario, data: ProjectData,
     _alternatives(book, fx)
     _data(book, fx)
     _provenance(book, fx)
+    for ws in book.wb.worksheets():  # printable: A4 landscape, one page wide
+        ws.set_paper(9)
+        ws.set_landscape()
+        ws.fit_to_pages(1, 0)
+        ws.repeat_rows(0)
     book.wb.close()
     return buf.getvalue()
 
