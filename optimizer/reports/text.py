@@ -44,11 +44,14 @@ def render_text(result: Result, scenario: Scenario, data: ProjectData,
             if parts:
                 lines.append("Budget: " + ", ".join(parts) + ".")
         for lv in a.limits:
-            lines.append(f"Relax {lv.field} to {lv.relaxed_to:,.4g}: {signed(lv.gain)}.")
+            to = f"{lv.relaxed_to:,.0f}" if abs(lv.relaxed_to) >= 1000 else \
+                f"{lv.relaxed_to:.4g}"
+            lines.append(f"Relax {lv.field} to {to}: {signed(lv.gain)}.")
         top = [e for e in a.regrets if e.loss is not None][:3]
         if top:
-            lines.append("Most valuable choices (objective lost if excluded): " + ", ".join(
-                f"{e.project_id} {e.loss:,.1f}" for e in top) + ".")
+            lines += textwrap.wrap("Most valuable choices (objective lost if excluded): "
+                                   + ", ".join(f"{e.project_id} {e.loss:,.1f}" for e in top)
+                                   + ".", width)
         if a.alternatives:
             alt = a.alternatives[0]
             diff = "; ".join(filter(None, ["adds " + ", ".join(alt.added) if alt.added else "",
