@@ -54,7 +54,10 @@ def money(v: float | None, digits: int = 0) -> str:
 
 
 def num(v: float | None, digits: int = 1) -> str:
-    return "n/a" if v is None else f"{v:,.{digits}f}"
+    if v is None:
+        return "n/a"
+    text = f"{v:,.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.,") else text  # no "-0.0"
 
 
 def pct(v: float | None, digits: int = 1) -> str:

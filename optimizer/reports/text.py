@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..data import ProjectData
 from ..schema import Result, Scenario
 from .analysis import Analysis
-from .facts import facts, signed
+from .facts import facts, num, signed
 
 
 def render_text(result: Result, scenario: Scenario, data: ProjectData,
@@ -29,7 +29,7 @@ def render_text(result: Result, scenario: Scenario, data: ProjectData,
     if fx.solved:
         sure = f"How sure: {fx.status_text}"
         if r.best_bound is not None:
-            sure += f" (objective {r.objective:,.2f}, bound {r.best_bound:,.2f}"
+            sure += f" (objective {num(r.objective, 2)}, bound {num(r.best_bound, 2)}"
             sure += f", gap {r.mip_gap:.2e})" if r.mip_gap is not None else ")"
         lines.append(sure + ".")
     a = analysis
@@ -38,9 +38,9 @@ def render_text(result: Result, scenario: Scenario, data: ProjectData,
             b = a.budget
             parts = []
             if b.minus is not None and b.minus.change is not None:
-                parts.append(f"-{b.step_musd:,.0f} MUSD: {signed(b.minus.change)}")
+                parts.append(f"-{b.step_musd:,.6g} MUSD: {signed(b.minus.change)}")
             if b.plus is not None and b.plus.change is not None:
-                parts.append(f"+{b.step_musd:,.0f} MUSD: {signed(b.plus.change)}")
+                parts.append(f"+{b.step_musd:,.6g} MUSD: {signed(b.plus.change)}")
             if parts:
                 lines.append("Budget: " + ", ".join(parts) + ".")
         for lv in a.limits:
