@@ -11,13 +11,12 @@ import numpy as np
 from .data import ProjectData
 from .schema import OUTPUT_COLUMNS, Scenario
 
-REL_TOL = 1e-6  # relative to the limit (or to total spend for shares)
-ABS_TOL = 1e-6  # MUSD, t/y or count
+REL_TOL = 1e-9  # no limit may be broken by more than this, relative to max(1, |limit|)
 
 
 def portfolio_arrays(data: ProjectData, stakes: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """(chosen 0/1, stake) arrays in row order from a {project_id: stake} mapping."""
-    pos = dict(zip(data.frame["project_id"], range(data.n), strict=True))
+    pos = data.positions
     x = np.zeros(data.n)
     s = np.zeros(data.n)
     for pid, st in stakes.items():
@@ -26,21 +25,29 @@ def portfolio_arrays(data: ProjectData, stakes: dict[str, float]) -> tuple[np.nd
     return x, s
 
 
-def violations(data: ProjectData, scenario: Scenario, stakes: dict[str, float]) -> list[str]:
-    """Every constraint of CONTRACT section 3 the portfolio breaks, in words (empty if none)."""
+def violations(data: ProjectData, scenario: Scenario, stakes: dict[str, float], *,
+               rel_tol: float = REL_TOL) -> list[str]:
+    """Every constraint of CONTRACT section 3 the portfolio breaks, in words (empty if none).
+
+    A limit counts as broken when it is exceeded by more than ``rel_tol * max(1, |limit|)``
+    (for shares and the average risk: of the limit times total spend). Stakes must lie inside
+    ``[min_stake, max_stake]`` exactly."""
     f = data.frame
     x, s = portfolio_arrays(data, stakes)
     out: list[str] = []
 
+    def slack(limit: float) -> float:
+        return rel_tol * max(1.0, abs(limit))
+
     def over(value: float, limit: float, what: str) -> None:
-        if value > limit + ABS_TOL + REL_TOL * abs(limit):
-            out.append(f"{what}: {value:.6g} exceeds {limit:.6g}")
+        if value > limit + slack(limit):
+            out.append(f"{what}: {value:.10g} exceeds {limit:.10g}")
 
     smin, smax = data.col("min_stake"), data.col("max_stake")
     for i in np.flatnonzero(x > 0):
-        if not (smin[i] - ABS_TOL <= s[i] <= smax[i] + ABS_TOL):
-            out.append(f"stake of {f['project_id'].iat[i]} = {s[i]:.6g} outside "
-                       f"[{smin[i]:.6g}, {smax[i]:.6g}]")
+        if not (smin[i] <= s[i] <= smax[i]):
+            out.append(f"stake of {f['project_id'].iat[i]} = {s[i]:.10g} outside "
+                       f"[{smin[i]:.10g}, {smax[i]:.10g}]")
     cost = data.col("equity_value_musd") * s + data.col("deal_cost_musd") * x
     total = float(cost.sum())
     india = data.col("india_share")
@@ -52,22 +59,24 @@ def violations(data: ProjectData, scenario: Scenario, stakes: dict[str, float]) 
     for k, cap in enumerate(scenario.annual_budget_musd or []):
         if cap is not None:
             spent = float((data.spend[:, k] * cost).sum()) if k < data.n_years else 0.0
-            over(spent, cap, f"annual_budget_musd.{k}")
-    share_tol = ABS_TOL + REL_TOL * total
+            over(spent, cap, f"annual_budget_musd.{k} (plan year {k + 1})")
     if scenario.max_country_share is not None:
+        cap = scenario.max_country_share * total
         by = f.assign(c=cost).groupby("country")["c"].sum()
         for k, v in by.items():
-            if v > scenario.max_country_share * total + share_tol:
-                out.append(f"max_country_share: {k} takes {v / total:.6g} of spend")
+            if v > cap + slack(cap):
+                out.append(f"max_country_share: {k} takes {v / total:.10g} of spend")
     if scenario.max_avg_risk is not None:
-        risk_excess = float(((data.col("risk_score") - scenario.max_avg_risk) * cost).sum())
-        if risk_excess > share_tol * 10:
-            avg = float((data.col("risk_score") * cost).sum()) / total
-            out.append(f"max_avg_risk: average risk {avg:.6g} exceeds {scenario.max_avg_risk}")
+        cap = scenario.max_avg_risk * total
+        weighted = float((data.col("risk_score") * cost).sum())
+        if weighted > cap + slack(cap):
+            out.append(f"max_avg_risk: average risk {weighted / total:.10g} exceeds "
+                       f"{scenario.max_avg_risk}")
     if scenario.max_china_processing_share is not None:
+        cap = scenario.max_china_processing_share * total
         china = float(cost[f["china_processing"].to_numpy(dtype=bool)].sum())
-        if china > scenario.max_china_processing_share * total + share_tol:
-            out.append(f"max_china_processing_share: {china / total:.6g} of spend")
+        if china > cap + slack(cap):
+            out.append(f"max_china_processing_share: {china / total:.10g} of spend")
     chosen = x > 0
     if scenario.min_countries is not None:
         n_c = f.loc[chosen, "country"].nunique()
@@ -77,8 +86,8 @@ def violations(data: ProjectData, scenario: Scenario, stakes: dict[str, float]) 
         out.append(f"max_projects: {int(chosen.sum())} > {scenario.max_projects}")
     for m, floor in scenario.min_output_t.items():
         got = float((data.col(OUTPUT_COLUMNS[m]) * s).sum())
-        if got < floor - ABS_TOL - REL_TOL * floor:
-            out.append(f"min_output_t.{m}: {got:.6g} < {floor:.6g}")
+        if got < floor - slack(floor):
+            out.append(f"min_output_t.{m}: {got:.10g} < {floor:.10g}")
     for g, rows in data.groups.items():
         if x[rows].sum() > 1:
             out.append(f"exclusive_group {g}: {int(x[rows].sum())} projects chosen")
@@ -92,6 +101,13 @@ def violations(data: ProjectData, scenario: Scenario, stakes: dict[str, float]) 
     for pid in stakes:
         if pid in excluded:
             out.append(f"excluded project {pid} chosen")
+    if scenario.partners is not None:
+        for i in np.flatnonzero(chosen & ~f["partner"].isin(scenario.partners).to_numpy()):
+            out.append(f"partners: {ids.iat[i]} is led by {f['partner'].iat[i]}")
+    if scenario.max_chinese_ownership is not None:
+        own = data.col("chinese_ownership")
+        for i in np.flatnonzero(chosen & (own > scenario.max_chinese_ownership)):
+            out.append(f"max_chinese_ownership: {ids.iat[i]} is {own[i]:.4g} Chinese-owned")
     for pid in scenario.include_projects:
         if pid not in stakes:
             out.append(f"include_projects: {pid} not chosen")

@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,15 +24,16 @@ from pydantic import ValidationError
 from .errors import InputError, Problem
 from .schema import (
     COLUMNS,
-    COUNTRY_RE,
     MINERALS,
     OUTPUT_COLUMNS,
     PARTNERS,
+    PRODUCTS,
     PROJECT_ID_RE,
     SPEND_SHARE_RE,
     SPEND_SHARE_TOL,
     Column,
     Scenario,
+    iso_countries,
     spend_share_column,
 )
 
@@ -63,13 +65,18 @@ class ProjectData:
     def ids(self) -> list[str]:
         return self.frame["project_id"].tolist()
 
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """project_id -> row position."""
+        return dict(zip(self.frame["project_id"], range(self.n), strict=True))
+
     def col(self, name: str) -> np.ndarray:
         """A numeric column as a float array."""
         return self.frame[name].to_numpy(dtype=float)
 
     def output(self) -> np.ndarray:
-        """(n, 3) whole-project annual output per mineral, in MINERALS order."""
-        return self.frame[[OUTPUT_COLUMNS[m] for m in MINERALS]].to_numpy(dtype=float)
+        """(n, 5) whole-project annual output per product, in PRODUCTS order."""
+        return self.frame[[OUTPUT_COLUMNS[m] for m in PRODUCTS]].to_numpy(dtype=float)
 
     def records(self) -> list[dict[str, Any]]:
         """Rows as JSON-ready dicts (None for empty optional cells)."""
@@ -119,6 +126,11 @@ def read_projects_csv(source: Path | IO[bytes], label: str | None = None) -> pd.
         return pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True)
     except FileNotFoundError:
         raise InputError(f"{label} does not exist", loc=("projects",)) from None
+    except IsADirectoryError:
+        raise InputError(f"{label} is a directory, not a CSV file", loc=("projects",)) from None
+    except PermissionError:
+        raise InputError(f"{label} cannot be read (permission denied)",
+                         loc=("projects",)) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
             ValueError) as exc:
         raise InputError(f"{label} is not a readable CSV: {exc}", loc=("projects",)) from None
@@ -134,6 +146,10 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
 
     years = _spend_years(raw.columns, problems)
     known = {c.name for c in COLUMNS} | {f"spend_share_{k}" for k in years}
+    nul = [c for c in raw.columns if "\x00" in c]
+    if nul:
+        raise InputError("the projects table has a NUL character in a column name; is it a "
+                         "binary file rather than a CSV?", loc=("projects",))
     for c in raw.columns:
         if c not in known:
             hint = difflib.get_close_matches(c, sorted(known), n=1)
@@ -175,8 +191,8 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
         first = int(np.flatnonzero((ids == ids.iloc[i]).to_numpy())[0])
         add([i], "project_id", f"duplicate of row {first + 1}")
     country = _texts(raw["country"]).str.upper()
-    add(np.flatnonzero(~country.map(lambda s: bool(COUNTRY_RE.match(s)))), "country",
-        "must be an ISO 3166-1 alpha-2 code such as 'MW'")
+    add(np.flatnonzero(~country.isin(iso_countries())), "country",
+        "must be an ISO 3166-1 alpha-2 country code such as 'MW'")
     out["country"] = country
     mineral = _texts(raw["mineral"]).str.lower()
     add(np.flatnonzero(~mineral.isin(MINERALS)), "mineral",
@@ -189,6 +205,16 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
     out["project_id"] = ids
 
     # cross-column rules
+    # NUL in any text cell: PostgreSQL cannot store it, and no real cell has one
+    for c in raw.columns:
+        if c in out.columns and raw[c].dtype == object:
+            add(np.flatnonzero(_texts(raw[c]).str.contains("\x00", regex=False)), c,
+                "must not contain the NUL character")
+    ree = out["output_ree_t"]
+    magnets = out["output_ndpr_t"].fillna(0.0) + out["output_dytb_t"].fillna(0.0)
+    add(np.flatnonzero((magnets > ree * (1 + 1e-12)).fillna(False)), "output_ndpr_t",
+        "output_ndpr_t + output_dytb_t exceed output_ree_t (NdPr and Dy+Tb oxides are part "
+        "of the TREO)")
     both = out["min_stake"].notna() & out["max_stake"].notna()
     add(np.flatnonzero(both & (out["min_stake"] > out["max_stake"])), "min_stake",
         "min_stake is greater than max_stake")
@@ -210,6 +236,12 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
             add([i], "requires", f"names unknown project {req.iloc[i]!r}")
         elif req.iloc[i] == ids.iloc[i]:
             add([i], "requires", "a project cannot require itself")
+    if not problems:
+        for cycle in _requires_cycles(ids.tolist(), req.tolist()):
+            i = ids.tolist().index(cycle[0])
+            add([i], "requires", "the requires links form a cycle "
+                + " -> ".join([*cycle, cycle[0]]) + "; a cycle would force all or none of "
+                "them: model such a package as one project, or drop one link")
     if problems:
         raise InputError(problems)
 
@@ -225,6 +257,26 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
     requires = [(i, pos[r]) for i, r in enumerate(out["requires"]) if isinstance(r, str)]
     return ProjectData(frame=out, n_years=n_years, spend=spend, sha256=dataset_sha256(out),
                        groups=groups, requires=requires)
+
+
+def _requires_cycles(ids: list[str], requires: list[Any]) -> list[list[str]]:
+    """Cycles of the ``requires`` graph (each project requires at most one other, so every
+    cycle is found by walking the links from each project once)."""
+    nxt = {p: r for p, r in zip(ids, requires, strict=True) if isinstance(r, str)}
+    state: dict[str, int] = {}  # 1 = on the current walk, 2 = done
+    cycles = []
+    for start in ids:
+        path: list[str] = []
+        p: str | None = start
+        while p is not None and p not in state:
+            state[p] = 1
+            path.append(p)
+            p = nxt.get(p)
+        if p is not None and state.get(p) == 1:
+            cycles.append(path[path.index(p):])
+        for q in path:
+            state[q] = 2
+    return cycles
 
 
 def _spend_years(columns: Iterable[str], problems: list[Problem]) -> list[int]:
@@ -293,6 +345,8 @@ def _coerce(series: pd.Series, col: Column, add) -> pd.Series:
             frac = ok & (num != np.round(num))
             add(np.flatnonzero(frac), col.name, "must be a whole number")
             return num.where(ok & ~frac).astype("Int64")
+        if col.default is not None:
+            return num.where(ok, np.where(empty, col.default, np.nan))
         return num.where(ok)
     if col.kind == "bool":
         low = text.str.lower()
@@ -354,19 +408,31 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario | None = Non
     if source is None:
         source = DEFAULT_SCENARIO
     if isinstance(source, Scenario):
-        return source
+        # A Scenario object may have been changed without validation (``model_copy(update=)``
+        # does not validate): check it again, so no unvalidated number reaches the model.
+        source = _plain(source.model_dump(warnings=False))
     if isinstance(source, (str, Path)):
         path = Path(source)
+        label = f"scenario file {str(path)!r}"
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise InputError(f"scenario file {str(path)!r} does not exist",
+            raise InputError(f"{label} does not exist", loc=("scenario",)) from None
+        except IsADirectoryError:
+            raise InputError(f"{label} is a directory, not a JSON or YAML file",
                              loc=("scenario",)) from None
+        except PermissionError:
+            raise InputError(f"{label} cannot be read (permission denied)",
+                             loc=("scenario",)) from None
+        except UnicodeDecodeError:
+            raise InputError(f"{label} is not UTF-8 text (a binary file?)",
+                             loc=("scenario",)) from None
+        if "\x00" in text:
+            raise InputError(f"{label} contains NUL characters (a binary file?)",
+                             loc=("scenario",))
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text)
+                data = _yaml_load(text)
             else:
                 data = json.loads(text)
         except Exception as exc:  # noqa: BLE001 - any parse failure is the user's input
@@ -380,6 +446,35 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario | None = Non
         return Scenario.model_validate(dict(source))
     except ValidationError as exc:
         raise scenario_error(exc) from None
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars inside a dumped scenario as Python numbers (strict validation would
+    reject ``np.int64(4)`` as a whole number)."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _yaml_load(text: str) -> Any:
+    """YAML with ``1e3`` read as a number: plain YAML 1.1 reads it as the string '1e3', which
+    strict scenario validation would then reject."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"))
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def scenario_error(exc: ValidationError, prefix: tuple = ("scenario",)) -> InputError:
@@ -409,9 +504,15 @@ def scenario_problems(errors: Iterable[Mapping[str, Any]], prefix: tuple = ("sce
 
 
 def check_scenario_against(scenario: Scenario, data: ProjectData) -> None:
-    """Cross-checks that need the data: named projects must exist."""
+    """Cross-checks that need the data: named projects and countries must exist."""
     known = set(data.frame["project_id"])
     problems = []
+    hosts = set(data.frame["country"])
+    for i, c in enumerate(scenario.exclude_countries):
+        if c not in hosts:
+            problems.append(Problem(("scenario", "exclude_countries", i),
+                                    f"scenario field 'exclude_countries': no project in the data "
+                                    f"is in {c!r} (host countries: {', '.join(sorted(hosts))})"))
     for fld in ("include_projects", "exclude_projects"):
         for i, pid in enumerate(getattr(scenario, fld)):
             if pid not in known:

@@ -24,15 +24,15 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import TerminationCondition
 
-from .model import apply_scenario, set_choice_bounds, use_objective
+from .model import CHOICE_FIELDS, apply_scenario, choice_bounds, set_choice_bounds, use_objective
 from .results import portfolio
-from .schema import Diagnosis, Scenario
+from .schema import PRODUCT_UNITS, Diagnosis, Scenario
 
 if TYPE_CHECKING:
     from .solve import Optimizer
 
-SET_FIELDS = ("include_projects", "exclude_projects", "exclude_countries")
-UNITS = {"tantalum": "t/y of Ta2O5", "niobium": "t/y of Nb2O5", "ree": "t/y of TREO"}
+SET_FIELDS = CHOICE_FIELDS  # fields that act on which projects may be chosen
+UNITS = PRODUCT_UNITS
 _INFEASIBLE = (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded)
 
 
@@ -48,7 +48,12 @@ def active_fields(sc: Scenario, n_years: int) -> list[str]:
     if sc.min_countries:
         f.append("min_countries")
     f += [f"min_output_t.{m}" for m, v in sc.min_output_t.items() if v > 0]
-    f += [k for k in SET_FIELDS if getattr(sc, k)]
+    f += [k for k in ("include_projects", "exclude_projects", "exclude_countries")
+          if getattr(sc, k)]
+    if sc.partners is not None and set(sc.partners) != {"KABIL", "US", "JOINT"}:
+        f.append("partners")
+    if sc.max_chinese_ownership is not None:
+        f.append("max_chinese_ownership")
     return f
 
 
@@ -56,11 +61,15 @@ def describe(sc: Scenario, field: str) -> str:
     """A field's current value in words."""
     if field.startswith("annual_budget_musd."):
         k = int(field.split(".")[1])
-        return f"a year-{k + 1} spending cap of {sc.annual_budget_musd[k]:,.4g} MUSD"
+        return f"a spending cap of {sc.annual_budget_musd[k]:,.6g} MUSD in plan year {k + 1}"
     if field.startswith("min_output_t."):
         m = field.split(".")[1]
         return f"at least {sc.min_output_t[m]:,.6g} {UNITS[m]}"
     v = getattr(sc, field)
+    if field == "partners":
+        return "only deals led by " + " or ".join(v)
+    if field == "max_chinese_ownership":
+        return f"no project more than {v:.4g} Chinese-owned"
     if field in SET_FIELDS:
         what = {"include_projects": "forced projects", "exclude_projects": "excluded projects",
                 "exclude_countries": "excluded countries"}[field]
@@ -78,57 +87,66 @@ def describe(sc: Scenario, field: str) -> str:
 
 
 class _Checker:
-    """Re-solves the built model with chosen fields enforced, within a shared time budget."""
+    """Re-solves the built model with chosen fields enforced, all within the solve's deadline
+    (``Optimizer.deadline``, the scenario's time limit for the whole diagnosis)."""
 
     def __init__(self, opt: Optimizer, sc: Scenario) -> None:
         self.opt = opt
         self.sc = sc
-        self.deadline = time.monotonic() + sc.solver.time_limit_s
         self.complete = True
         self.model = opt.built.model
+        self.runs = 0
 
-    def _left(self) -> float:
-        return max(0.05, self.deadline - time.monotonic())
+    def _time_up(self) -> bool:
+        d = self.opt.deadline
+        if d is not None and time.monotonic() >= d:
+            self.complete = False
+            return True
+        return False
 
-    def _enforce(self, enforced: set[str], free: str | None = None) -> None:
+    def _enforce(self, enforced: set[str], free: str | None = None,
+                 sc: Scenario | None = None) -> None:
         m = self.model
         for f in m.F:
             m.relax[f].setub(None if (f not in enforced or f == free) else 0.0)
             m.relax_weight[f].set_value(1.0 if f == free else 0.0)
-        sc = self.sc
-        set_choice_bounds(
-            self.opt.built,
-            sc.include_projects if "include_projects" in enforced else [],
-            sc.exclude_projects if "exclude_projects" in enforced else [],
-            sc.exclude_countries if "exclude_countries" in enforced else [])
+        set_choice_bounds(self.opt.built, *choice_bounds(
+            self.opt.data, sc or self.sc, [f for f in SET_FIELDS if f in enforced]))
 
-    def feasible(self, enforced: set[str]) -> bool | None:
+    def _run(self, objective: str = "relax"):
+        use_objective(self.opt.built, objective)
+        self.runs += 1
+        out = self.opt.run(self.sc)
+        if not out.has_solution and out.termination not in _INFEASIBLE:
+            self.complete = False
+        return out
+
+    def feasible(self, enforced: set[str], sc: Scenario | None = None) -> bool | None:
         """True/False when decided; None when the time budget ran out first."""
-        self._enforce(enforced)
-        use_objective(self.opt.built, "relax")
-        out = self.opt.run(self.sc, time_limit_s=self._left())
+        if self._time_up():
+            return None
+        self._enforce(enforced, sc=sc)
+        out = self._run()
         if out.termination in _INFEASIBLE:
             return False
-        if out.has_solution:
-            return True
-        self.complete = False
-        return None
+        return True if out.has_solution else None
 
     def least_change(self, field: str, enforced: set[str]) -> dict[str, Any] | None:
         """The smallest change of ``field`` alone that restores feasibility, or None."""
         sc = self.sc
         others = enforced - {field}
+        if self._time_up():
+            return None
+        if field == "max_chinese_ownership":
+            return self._least_ownership_cap(enforced)
         if field in SET_FIELDS:
             return self._least_drop(field, others)
         self._enforce(enforced, free=field)
-        use_objective(self.opt.built, "relax")
-        out = self.opt.run(sc, time_limit_s=self._left())
+        out = self._run()
         if not out.has_solution:
-            if out.termination not in _INFEASIBLE:
-                self.complete = False
             return None
         slack = self.opt.relaxed_value(field)
-        _, totals = portfolio(self.opt.data, out.stakes)
+        _, totals = portfolio(self.opt.data, self.opt.stakes_of(out))
         if field.startswith("min_output_t."):
             m = field.split(".")[1]
             old = sc.min_output_t[m]
@@ -136,11 +154,16 @@ class _Checker:
                     "change": f"lower {field} from {old:,.6g} to {_down(old - slack):,.6g} "
                               f"{UNITS[m]}"}
         if field.startswith("annual_budget_musd.") or field.endswith("budget_musd"):
-            old = (sc.annual_budget_musd[int(field.split(".")[1])] if "." in field
-                   else getattr(sc, field))
+            year = ""
+            if "." in field:
+                k = int(field.split(".")[1])
+                old = sc.annual_budget_musd[k]
+                year = f" (plan year {k + 1})"
+            else:
+                old = getattr(sc, field)
             new = _up(old + slack)
             return {"field": field, "from": old, "to": new,
-                    "change": f"raise {field} from {old:,.6g} to {new:,.6g} MUSD"}
+                    "change": f"raise {field}{year} from {old:,.6g} to {new:,.6g} MUSD"}
         if field == "min_countries":
             new = int(sc.min_countries - round(slack))
             return {"field": field, "from": sc.min_countries, "to": new,
@@ -163,11 +186,34 @@ class _Checker:
                 "change": f"raise {field} from {old:.4g} to {new:.4g} (a portfolio meeting every "
                           f"other limit exists there)"}
 
+    def _least_ownership_cap(self, enforced: set[str]) -> dict[str, Any] | None:
+        """The lowest ``max_chinese_ownership`` that restores feasibility: a bisection over
+        the ownership levels above the cap present in the data."""
+        sc = self.sc
+        own = self.opt.data.col("chinese_ownership")
+        levels = sorted({float(v) for v in own if v > sc.max_chinese_ownership})
+        if not levels or not self.feasible(enforced, sc.model_copy(
+                update={"max_chinese_ownership": levels[-1]})):
+            return None
+        lo, hi = -1, len(levels) - 1  # levels[hi] is feasible; levels[lo] (or the cap) not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            ok = self.feasible(enforced, sc.model_copy(
+                update={"max_chinese_ownership": levels[mid]}))
+            if ok is None:
+                break
+            lo, hi = (lo, mid) if ok else (mid, hi)
+        new = levels[hi]
+        return {"field": "max_chinese_ownership", "from": sc.max_chinese_ownership, "to": new,
+                "change": f"raise max_chinese_ownership from {sc.max_chinese_ownership:.4g} to "
+                          f"{new:.4g}"}
+
     def _least_drop(self, field: str, others: set[str]) -> dict[str, Any] | None:
-        """Fewest list entries to drop from an include/exclude field (a small MIP)."""
+        """Fewest list entries to drop from an include/exclude/partners field (a small MIP)."""
         sc = self.sc
         data = self.opt.data
-        pos = dict(zip(data.frame["project_id"], range(data.n), strict=True))
+        pos = data.positions
+        f = data.frame
         m = self.model
         self._enforce(others)
         if field == "include_projects":
@@ -176,20 +222,20 @@ class _Checker:
         elif field == "exclude_projects":
             rows = [pos[p] for p in sc.exclude_projects]
             expr = sum(m.choose[i] for i in rows)
-        else:
-            rows = np.flatnonzero(data.frame["country"].isin(sc.exclude_countries)).tolist()
+        elif field == "partners":
+            rows = np.flatnonzero(~f["partner"].isin(sc.partners).to_numpy()).tolist()
             expr = sum(m.choose[i] for i in rows)
-        use_objective(self.opt.built, "none")
+        else:
+            rows = np.flatnonzero(f["country"].isin(sc.exclude_countries)).tolist()
+            expr = sum(m.choose[i] for i in rows)
         m.drop_obj = pyo.Objective(expr=expr, sense=pyo.minimize)
         try:
-            out = self.opt.run(sc, time_limit_s=self._left())
+            out = self._run("none")
         finally:
             m.del_component(m.drop_obj)
         if not out.has_solution:
-            if out.termination not in _INFEASIBLE:
-                self.complete = False
             return None
-        chosen = set(out.stakes)
+        chosen = set(self.opt.stakes_of(out))
         if field == "include_projects":
             drop = [p for p in sc.include_projects if p not in chosen]
             return {"field": field, "drop": drop,
@@ -198,7 +244,12 @@ class _Checker:
             drop = [p for p in sc.exclude_projects if p in chosen]
             return {"field": field, "drop": drop,
                     "change": "allow " + ", ".join(drop) + " (remove from exclude_projects)"}
-        countries = sorted(set(data.frame.loc[[pos[p] for p in chosen], "country"])
+        if field == "partners":
+            leads = sorted(set(f.loc[[pos[p] for p in chosen], "partner"]) - set(sc.partners))
+            return {"field": field, "drop": leads,
+                    "change": "also allow deals led by " + " and ".join(leads)
+                              + " (add to partners)"}
+        countries = sorted(set(f.loc[[pos[p] for p in chosen], "country"])
                            & set(sc.exclude_countries))
         return {"field": field, "drop": countries,
                 "change": "allow " + ", ".join(countries) + " (remove from exclude_countries)"}

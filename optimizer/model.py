@@ -19,6 +19,7 @@ where Pyomo models usually lose their time).
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,7 @@ from pyomo.common.gc_manager import PauseGC
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from .data import ProjectData
-from .schema import MINERALS, Scenario
+from .schema import PRODUCTS, Scenario
 
 # "No limit" is HiGHS's infinity threshold, not math.inf: Pyomo's persistent interface treats
 # a row whose bound is inf when the model is handed over as unbounded for good and would ignore
@@ -41,7 +42,7 @@ def relax_fields(n_years: int) -> list[str]:
         "budget_musd", "kabil_budget_musd", "us_budget_musd",
         *[f"annual_budget_musd.{k}" for k in range(n_years)],
         "max_country_share", "min_countries", "max_projects",
-        *[f"min_output_t.{m}" for m in MINERALS],
+        *[f"min_output_t.{m}" for m in PRODUCTS],
         "max_avg_risk", "max_china_processing_share",
     ]
 
@@ -62,7 +63,7 @@ def _lin(coefs, vars_, extra=()) -> LinearExpression:
     """A linear expression from parallel coefficient and variable sequences (zero numbers
     dropped), plus ``extra`` (coefficient, variable) terms whose coefficient may be a mutable
     parameter expression. Every row is one ``LinearExpression``: fast to build and to hand to
-    HiGHS (``solve._Highs``)."""
+    HiGHS (``highs_backend.FastHighs``)."""
     c, v = [], []
     for a, x in zip(coefs, vars_, strict=True):
         a = float(a)
@@ -102,7 +103,8 @@ def _build(data: ProjectData) -> BuiltModel:
 
     m = pyo.ConcreteModel(name="critical_mineral_portfolio")
     m.P = pyo.RangeSet(0, n - 1, doc="candidate projects (row positions)")
-    m.M = pyo.Set(initialize=MINERALS, ordered=True, doc="minerals")
+    m.M = pyo.Set(initialize=PRODUCTS, ordered=True,
+                  doc="offtake products: tantalum, niobium, ree (TREO), ndpr, dytb")
     m.K = pyo.Set(initialize=countries, ordered=True, doc="host countries")
     m.Y = pyo.RangeSet(0, data.n_years - 1, doc="plan years (0 = year 1)")
     m.F = pyo.Set(initialize=relax_fields(data.n_years), ordered=True,
@@ -115,7 +117,7 @@ def _build(data: ProjectData) -> BuiltModel:
                       doc="s[p]: fraction of project p bought")
     m.total_cost = pyo.Var(domain=pyo.NonNegativeReals, doc="T = sum_p c_p, MUSD")
     m.output = pyo.Var(m.M, domain=pyo.NonNegativeReals,
-                       doc="O[m] = sum_p output[p,m] * s[p], t/y of mineral m")
+                       doc="O[m] = sum_p output[p,m] * s[p], t/y of product m")
     m.country_used = pyo.Var(m.K, domain=pyo.Binary,
                              doc="u[k] <= 1 only if some project in country k is backed")
     m.relax = pyo.Var(m.F, domain=pyo.NonNegativeReals, bounds=(0.0, 0.0),
@@ -214,7 +216,7 @@ def _build(data: ProjectData) -> BuiltModel:
         expr=(None, _lin(np.ones(n), x, minus("max_projects")), m.projects_cap),
         doc="sum_p x[p] <= max_projects")
     m.output_def = pyo.Constraint(
-        m.M, rule=lambda _, mi: (0.0, _lin(np.concatenate([[1.0], -out[:, MINERALS.index(mi)]]),
+        m.M, rule=lambda _, mi: (0.0, _lin(np.concatenate([[1.0], -out[:, PRODUCTS.index(mi)]]),
                                            [m.output[mi], *s]), 0.0),
         doc="O[m] = sum_p output[p,m] * s[p]")
     m.min_output = pyo.Constraint(
@@ -234,10 +236,15 @@ def _build(data: ProjectData) -> BuiltModel:
                                                          x[data.requires[j][1]])), 0.0),
         doc="x[p] <= x[q] where p requires q")
 
+    m.cuts = pyo.ConstraintList(
+        doc="no-good cuts: sum_{p in S} (1 - x[p]) + sum_{p not in S} x[p] >= d, each "
+        "excluding a chosen set S (and every set within d - 1 changes of it); empty except "
+        "while a solve excludes portfolios")
+
     # --- objectives (exactly one active) ---------------------------------------------------
     m.npv_obj = pyo.Objective(expr=_lin(np.concatenate([npv, -deal]), sx), sense=pyo.maximize,
                               doc="max sum_p (npv[p] * s[p] - deal_cost[p] * x[p])")
-    m.supply_obj = pyo.Objective(expr=sum(m.supply_weight[mi] * m.output[mi] for mi in MINERALS),
+    m.supply_obj = pyo.Objective(expr=sum(m.supply_weight[mi] * m.output[mi] for mi in PRODUCTS),
                                  sense=pyo.maximize,
                                  doc="max sum_m supply_weights[m] * O[m]")
     m.relax_obj = pyo.Objective(expr=sum(m.relax_weight[fl] * r[fl] for fl in m.F),
@@ -247,6 +254,21 @@ def _build(data: ProjectData) -> BuiltModel:
     m.relax_obj.deactivate()
     return BuiltModel(model=m, data=data, countries=countries, country_rows=country_rows,
                       build_s=time.perf_counter() - t0)
+
+
+def add_nogood(built: BuiltModel, chosen: np.ndarray, min_difference: int = 1) -> None:
+    """Exclude the chosen set ``chosen`` (bool per row) and every set that differs from it in
+    fewer than ``min_difference`` choices: ``sum_{p not in S} x_p - sum_{p in S} x_p >=
+    d - |S|``."""
+    m = built.model
+    x = [m.choose[p] for p in range(built.data.n)]
+    coefs = np.where(chosen, -1.0, 1.0)
+    m.cuts.add((float(min_difference - int(chosen.sum())), _lin(coefs, x), None))
+
+
+def clear_cuts(built: BuiltModel) -> None:
+    """Remove every no-good cut (the persistent solver drops their rows at its next update)."""
+    built.model.cuts.clear()
 
 
 def _cap(v: float | None) -> float:
@@ -274,31 +296,49 @@ def apply_scenario(built: BuiltModel, scenario: Scenario) -> None:
     m.countries_floor.set_value(-INF if sc.min_countries is None else float(sc.min_countries))
     m.projects_cap.set_value(_cap(sc.max_projects))
     weights = sc.weights()
-    for mi in MINERALS:
+    for mi in PRODUCTS:
         floor = sc.min_output_t.get(mi)
         m.output_floor[mi].set_value(-INF if floor is None else float(floor))
         m.supply_weight[mi].set_value(weights[mi])
-    set_choice_bounds(built, sc.include_projects, sc.exclude_projects, sc.exclude_countries)
+    set_choice_bounds(built, *choice_bounds(built.data, sc))
     for fl in m.F:
         m.relax[fl].setub(0.0)
     use_objective(built, sc.objective)
 
 
-def set_choice_bounds(built: BuiltModel, include: list[str], exclude: list[str],
-                      exclude_countries: list[str]) -> None:
-    """Forced choices and exclusions as bounds on ``choose`` (cheap to change when persistent)."""
+CHOICE_FIELDS = ("include_projects", "exclude_projects", "exclude_countries", "partners",
+                 "max_chinese_ownership")
+
+
+def choice_bounds(data: ProjectData, sc: Scenario, fields: Collection[str] = CHOICE_FIELDS
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds on ``choose`` from the scenario's forced choices and exclusions (only the
+    ``fields`` named; diagnosis enforces subsets of them). ``partners`` and
+    ``max_chinese_ownership`` only forbid projects, like the exclusion lists."""
+    f = data.frame
+    lb = np.zeros(data.n)
+    ub = np.ones(data.n)
+    pos = data.positions
+    if "exclude_countries" in fields and sc.exclude_countries:
+        ub[f["country"].isin(sc.exclude_countries).to_numpy()] = 0.0
+    if "exclude_projects" in fields:
+        for pid in sc.exclude_projects:
+            ub[pos[pid]] = 0.0
+    if "partners" in fields and sc.partners is not None:
+        ub[~f["partner"].isin(sc.partners).to_numpy()] = 0.0
+    if "max_chinese_ownership" in fields and sc.max_chinese_ownership is not None:
+        ub[data.col("chinese_ownership") > sc.max_chinese_ownership] = 0.0
+    if "include_projects" in fields:
+        for pid in sc.include_projects:
+            lb[pos[pid]] = 1.0
+    return lb, ub
+
+
+def set_choice_bounds(built: BuiltModel, lb: np.ndarray, ub: np.ndarray) -> None:
+    """Put bounds on ``choose`` (cheap to change on a persistent model): only the rows that
+    differ from 0..1 now or did before are touched, so the cost is O(changes), not O(n)."""
     m = built.model
-    f = built.data.frame
-    lb = np.zeros(built.data.n)
-    ub = np.ones(built.data.n)
-    pos = dict(zip(f["project_id"], range(built.data.n), strict=True))
-    ub[f["country"].isin(exclude_countries).to_numpy()] = 0.0
-    for pid in exclude:
-        ub[pos[pid]] = 0.0
-    for pid in include:
-        lb[pos[pid]] = 1.0
     moved = np.flatnonzero((lb != 0.0) | (ub != 1.0)).tolist()
-    # reset what the previous scenario moved, then set this one's: O(changes), not O(n)
     for p in set(moved) | set(built.moved):
         m.choose[p].setlb(float(lb[p]))
         m.choose[p].setub(float(ub[p]))

@@ -9,9 +9,17 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .schema import MINERALS, Result
+from .schema import MAGNET_PRODUCTS, PRODUCTS, Result
 
-UNITS = {"tantalum": "t Ta2O5", "niobium": "t Nb2O5", "ree": "t TREO"}
+HEADERS = {"tantalum": "Ta2O5 t/y", "niobium": "Nb2O5 t/y", "ree": "TREO t/y",
+           "ndpr": "NdPr t/y", "dytb": "DyTb t/y"}
+
+
+def field_label(field: str) -> str:
+    """A scenario field path as people read it: 0-based list paths get their plan year."""
+    if field.startswith("annual_budget_musd."):
+        return f"{field} (plan year {int(field.split('.')[1]) + 1})"
+    return field
 
 
 def render_table(result: Result, width: int = 140) -> str:
@@ -40,12 +48,14 @@ def render_table(result: Result, width: int = 140) -> str:
         t.add_column("KABIL", justify="right", footer=f"{tot.kabil_musd:,.1f}")
         t.add_column("US", justify="right", footer=f"{tot.us_musd:,.1f}")
         t.add_column("NPV MUSD", justify="right", footer=f"{tot.npv_musd:,.1f}")
-        for m in MINERALS:
-            t.add_column(f"{m} t/y", justify="right", footer=f"{tot.output_t[m]:,.0f}")
+        # the magnet rare earths only when the portfolio holds some (most tables have none)
+        shown = [m for m in PRODUCTS if m not in MAGNET_PRODUCTS or tot.output_t.get(m)]
+        for m in shown:
+            t.add_column(HEADERS[m], justify="right", footer=f"{tot.output_t[m]:,.0f}")
         for p in result.selected:
             t.add_row(p.project_id, p.country, p.mineral, p.partner, f"{p.stake:.1%}",
                       f"{p.cost_musd:,.1f}", f"{p.kabil_musd:,.1f}", f"{p.us_musd:,.1f}",
-                      f"{p.npv_musd:,.1f}", *(f"{p.output_t[m]:,.0f}" for m in MINERALS))
+                      f"{p.npv_musd:,.1f}", *(f"{p.output_t[m]:,.0f}" for m in shown))
         parts.append(t)
         spread = ", ".join(f"{k} {v / tot.cost_musd:.0%}" for k, v in tot.by_country_musd.items())
         lines = [f"{tot.n_projects} projects in {tot.n_countries} countries. "
@@ -64,7 +74,7 @@ def render_table(result: Result, width: int = 140) -> str:
         bt.add_column("limit", justify="right")
         bt.add_column("portfolio", justify="right")
         for b in result.binding:
-            bt.add_row(b.field, f"{b.limit:,.4g}", f"{b.value:,.4g}")
+            bt.add_row(field_label(b.field), f"{b.limit:,.4g}", f"{b.value:,.4g}")
         parts.append(bt)
     if result.diagnosis is not None:
         parts.append(Text("Why: " + result.diagnosis.message))

@@ -8,7 +8,7 @@ import pandas as pd
 
 from .check import portfolio_arrays
 from .data import ProjectData
-from .schema import MINERALS, Binding, Scenario, SelectedProject, Totals
+from .schema import PRODUCTS, Binding, Scenario, SelectedProject, Totals
 
 BIND_TOL = 1e-6
 
@@ -36,7 +36,7 @@ def portfolio(data: ProjectData, stakes: dict[str, float]
             partner=f["partner"].iat[i], stake=_r(s[i]), cost_musd=_r(cost[i]),
             kabil_musd=_r(india[i] * cost[i]), us_musd=_r((1 - india[i]) * cost[i]),
             npv_musd=_r(value[i]),
-            output_t={m: _r(out[i, j]) for j, m in enumerate(MINERALS)})
+            output_t={m: _r(out[i, j]) for j, m in enumerate(PRODUCTS)})
         for i in rows
     ]
     total = float(cost.sum())
@@ -45,7 +45,7 @@ def portfolio(data: ProjectData, stakes: dict[str, float]
     totals = Totals(
         cost_musd=_r(total), kabil_musd=_r((india * cost).sum()),
         us_musd=_r(((1 - india) * cost).sum()), npv_musd=_r(value.sum()),
-        output_t={m: _r(out[:, j].sum()) for j, m in enumerate(MINERALS)},
+        output_t={m: _r(out[:, j].sum()) for j, m in enumerate(PRODUCTS)},
         by_country_musd={k: _r(v) for k, v in by_country.sort_values(ascending=False).items()},
         avg_risk=_r((data.col("risk_score") * cost).sum() / total) if total > 0 else None,
         china_processing_share=_r(china / total) if total > 0 else None,
@@ -90,7 +90,7 @@ def objective_value(data: ProjectData, scenario: Scenario, totals: Totals) -> fl
     if scenario.objective == "npv":
         return totals.npv_musd
     w = scenario.weights()
-    return float(sum(w[m] * totals.output_t[m] for m in MINERALS))
+    return float(sum(w[m] * totals.output_t[m] for m in PRODUCTS))
 
 
 __all__ = ["portfolio", "binding", "objective_value"]

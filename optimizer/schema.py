@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 MINERALS: tuple[str, ...] = ("tantalum", "niobium", "ree")
+# Offtake products: the three primary minerals' oxides plus the magnet rare earths, which are
+# part of (never more than) a project's TREO. Supply security for magnets is about NdPr and
+# Dy+Tb, not TREO (India imported ~53,700 t of magnets in FY2025, ~93 % from China).
+PRODUCTS: tuple[str, ...] = ("tantalum", "niobium", "ree", "ndpr", "dytb")
+MAGNET_PRODUCTS: tuple[str, ...] = ("ndpr", "dytb")
+PRODUCT_UNITS = {"tantalum": "t/y of Ta2O5", "niobium": "t/y of Nb2O5", "ree": "t/y of TREO",
+                 "ndpr": "t/y of NdPr oxide", "dytb": "t/y of Dy+Tb oxide"}
 PARTNERS: tuple[str, ...] = ("KABIL", "US", "JOINT")
 PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
@@ -27,6 +35,8 @@ MAX_MUSD = 1e6  # US$1 trillion, per project or per scenario limit
 MAX_TONNES = 1e7  # t/y per project
 MAX_FLOOR_TONNES = 1e9  # t/y, a scenario's output floor
 MAX_WEIGHT = 1e6  # supply objective weight per tonne
+# presolve 'auto': HiGHS presolve on below this many projects, off from there (bench/README.md)
+PRESOLVE_AUTO_MAX_PROJECTS = 2000
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class Column:
     lo: float | None = None
     hi: float | None = None
     lo_open: bool = False  # lo is exclusive
+    default: float | None = None  # value of an empty optional numeric cell (None: stays empty)
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -71,6 +82,15 @@ COLUMNS: tuple[Column, ...] = (
            "annual niobium output of the whole project", 0.0, MAX_TONNES),
     Column("output_ree_t", "float", True, "t/y TREO", ">= 0 and <= 1e7",
            "annual rare-earth output of the whole project", 0.0, MAX_TONNES),
+    Column("output_ndpr_t", "float", False, "t/y NdPr oxide", ">= 0 and <= output_ree_t",
+           "annual NdPr oxide output of the whole project (part of output_ree_t); empty = 0",
+           0.0, MAX_TONNES, default=0.0),
+    Column("output_dytb_t", "float", False, "t/y Dy+Tb oxide", ">= 0 and <= output_ree_t",
+           "annual Dy+Tb oxide output of the whole project (part of output_ree_t); empty = 0",
+           0.0, MAX_TONNES, default=0.0),
+    Column("chinese_ownership", "float", False, "fraction", "0..1 (default 0)",
+           "fraction of the asset or its operating company held or controlled by Chinese state "
+           "or corporate owners, today or under a signed deal", 0.0, 1.0, default=0.0),
     Column("risk_score", "float", True, "1..10", "1..10",
            "composite country, ESG and execution risk, 10 the worst", 1.0, 10.0),
     Column("china_processing", "bool", False, "", "true/false (default false)",
@@ -87,7 +107,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("source", "text", False, "", "text", "where the figures come from; estimates say so"),
 )
 COLUMN_BY_NAME = {c.name: c for c in COLUMNS}
-OUTPUT_COLUMNS = {m: f"output_{m}_t" for m in MINERALS}
+OUTPUT_COLUMNS = {m: f"output_{m}_t" for m in PRODUCTS}
 
 
 def spend_share_column(year: int) -> Column:
@@ -101,7 +121,8 @@ def spend_share_column(year: int) -> Column:
 # Scenario
 # ---------------------------------------------------------------------------------------------
 
-Mineral = Literal["tantalum", "niobium", "ree"]
+Product = Literal["tantalum", "niobium", "ree", "ndpr", "dytb"]
+Partner = Literal["KABIL", "US", "JOINT"]
 PositiveFinite = Annotated[float, Field(gt=0, le=MAX_MUSD, allow_inf_nan=False)]
 NonNegFinite = Annotated[float, Field(ge=0, le=MAX_MUSD, allow_inf_nan=False)]
 Tonnes = Annotated[float, Field(ge=0, le=MAX_FLOOR_TONNES, allow_inf_nan=False)]
@@ -109,65 +130,91 @@ Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
+def _no_nul(v: str) -> str:
+    # PostgreSQL text cannot hold NUL; no label needs one either
+    if "\x00" in v:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    return v
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+# Strict types: a JSON `true` is not the number 1 and "2000" is not 2000 (a scenario field that
+# silently took 1 for `true` once solved with a 1 MUSD budget). Integers are accepted where a
+# number is expected; floats are not accepted where a whole number is.
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
 class SolverSettings(BaseModel):
     """HiGHS limits and options for one solve."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     time_limit_s: float = Field(60.0, gt=0, le=86_400, allow_inf_nan=False,
-                                description="wall-clock limit for the MIP search, seconds")
+                                description="wall-clock limit for the whole solve (MIP search "
+                                "and certification), seconds; diagnosis gets the same again")
     mip_gap: float = Field(1e-4, ge=0, le=1, allow_inf_nan=False,
                            description="relative MIP gap at which the search stops")
-    presolve: Literal["off", "on", "choose"] = Field(
-        "off",
-        description="HiGHS presolve; 'off' measured 4-10x faster from ~3,000 projects and "
-        "at most 0.3 s slower below (bench/README.md); 'choose' lets HiGHS decide")
+    presolve: Literal["auto", "off", "on", "choose"] = Field(
+        "auto",
+        description="HiGHS presolve; 'auto' (default) = 'on' below "
+        f"{PRESOLVE_AUTO_MAX_PROJECTS:,} projects and 'off' from there (measured, "
+        "bench/README.md); 'choose' lets HiGHS decide")
     random_seed: int = Field(0, ge=0, le=2_147_483_647, description="HiGHS random seed")
 
 
 class Scenario(BaseModel):
     """A budget scenario (CONTRACT section 2). Unknown fields are an error."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{
         "name": "base", "budget_musd": 2000, "kabil_budget_musd": 1000,
         "max_country_share": 0.35, "min_countries": 4, "max_avg_risk": 6,
         "min_output_t": {"ree": 3000}, "objective": "npv"}]})
 
-    name: str = Field("scenario", max_length=200, description="label")
-    description: str | None = Field(None, max_length=2000,
-                                    description="one line saying what question this asks")
+    name: Text = Field("scenario", max_length=200, description="label")
+    description: Text | None = Field(None, max_length=2000,
+                                     description="one line saying what question this asks")
     budget_musd: PositiveFinite = Field(
         description="total spend cap, both sides together, MUSD (at most 1e6)")
     kabil_budget_musd: PositiveFinite | None = Field(None, description="cap on KABIL's spend")
     us_budget_musd: PositiveFinite | None = Field(None, description="cap on the US side's spend")
     annual_budget_musd: list[NonNegFinite | None] | None = Field(
-        None, max_length=100, description="cap on total spend in plan year 1, 2, ...")
+        None, max_length=100,
+        description="cap on total spend in plan year 1, 2, ... (entry 0 is plan year 1)")
     max_country_share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
         None, description="no country may take more than this share of total spend")
     min_countries: Annotated[int, Field(ge=0, le=10_000)] | None = Field(
         None, description="at least this many distinct host countries")
     max_projects: Annotated[int, Field(ge=0, le=1_000_000)] | None = Field(
         None, description="at most this many projects")
-    min_output_t: dict[Mineral, Tonnes] = Field(
-        default_factory=dict, description="offtake entitlement floor per mineral, t/y")
+    min_output_t: dict[Product, Tonnes] = Field(
+        default_factory=dict,
+        description="offtake entitlement floor per product (tantalum, niobium, ree, ndpr, "
+        "dytb), t/y")
     max_avg_risk: Annotated[float, Field(ge=1, le=10, allow_inf_nan=False)] | None = Field(
         None, description="cap on the spend-weighted average risk_score")
     max_china_processing_share: Fraction | None = Field(
         None, description="cap on the share of total spend in china_processing projects")
-    exclude_countries: list[str] = Field(default_factory=list, max_length=1000)
-    exclude_projects: list[str] = Field(default_factory=list, max_length=1_000_000)
-    include_projects: list[str] = Field(default_factory=list, max_length=1_000_000)
+    exclude_countries: list[Text] = Field(default_factory=list, max_length=1000)
+    exclude_projects: list[Text] = Field(default_factory=list, max_length=1_000_000)
+    include_projects: list[Text] = Field(default_factory=list, max_length=1_000_000)
+    partners: list[Partner] | None = Field(
+        None, max_length=3, description="only deals led by these may be chosen (null: all)")
+    max_chinese_ownership: Fraction | None = Field(
+        None, description="a project whose chinese_ownership exceeds this may not be chosen")
     objective: Literal["npv", "supply"] = "npv"
-    supply_weights: dict[Mineral, Weight] = Field(
-        default_factory=dict, description="weight per tonne for the supply objective (1 each)")
+    supply_weights: dict[Product, Weight] = Field(
+        default_factory=dict,
+        description="weight per tonne for the supply objective (default 1 for tantalum, "
+        "niobium, ree; 0 for ndpr, dytb)")
     solver: SolverSettings = Field(default_factory=SolverSettings)
 
     @field_validator("exclude_countries")
     @classmethod
     def _iso2(cls, v: list[str]) -> list[str]:
         for c in v:
-            if not COUNTRY_RE.match(c):
-                raise ValueError(f"{c!r} is not an ISO 3166-1 alpha-2 code (two capitals)")
+            if c not in iso_countries():
+                raise ValueError(f"{c!r} is not an ISO 3166-1 alpha-2 country code")
         return v
 
     @field_validator("exclude_projects", "include_projects")
@@ -179,8 +226,18 @@ class Scenario(BaseModel):
         return v
 
     def weights(self) -> dict[str, float]:
-        """Supply weight of each mineral (1 where not given)."""
-        return {m: float(self.supply_weights.get(m, 1.0)) for m in MINERALS}
+        """Supply weight of each product (1 for the three minerals, 0 for the magnet rare
+        earths, where not given: TREO already counts them)."""
+        return {m: float(self.supply_weights.get(m, 0.0 if m in MAGNET_PRODUCTS else 1.0))
+                for m in PRODUCTS}
+
+
+@lru_cache(maxsize=1)
+def iso_countries() -> frozenset[str]:
+    """ISO 3166-1 alpha-2 codes (pycountry's copy of the standard)."""
+    import pycountry
+
+    return frozenset(c.alpha_2 for c in pycountry.countries)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,6 +293,11 @@ class SolverInfo(BaseModel):
     solve_time_s: float
     termination: str = ""
     options: dict[str, Any] = Field(default_factory=dict)
+    certification: list[str] = Field(
+        default_factory=list,
+        description="what re-pricing the portfolio exactly took beyond reading it off HiGHS "
+        "(empty: nothing)")
+    wall_s: float | None = Field(None, description="wall time of the whole solve call, s")
 
 
 class Provenance(BaseModel):

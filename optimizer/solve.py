@@ -4,6 +4,22 @@ per projects table, re-solved for each scenario.
 ``Optimizer(data).solve(scenario)`` is the library's entry point; ``optimize()`` is the
 one-shot form. Solver outcomes are typed data (:class:`~optimizer.schema.Result`), never
 exceptions; only bad input raises (:class:`~optimizer.errors.InputError`).
+
+**Certified portfolios.** HiGHS meets rows and bounds within its feasibility tolerances
+(1e-6 on integrality, 1e-7 on rows), so a portfolio read straight off it can, once re-priced
+at exact stakes (``choose`` rounded, stakes inside ``[min_stake, max_stake]``), break a cap by
+``equity_value * 1e-6``. Every portfolio is therefore re-priced and checked against every limit
+at 1e-9 relative (:mod:`optimizer.check`) before it is reported:
+
+1. the portfolio as HiGHS gave it, re-priced exactly: almost always fine;
+2. else the same chosen set with its stakes re-solved as an LP (``choose`` fixed, tight
+   tolerances): a simplex vertex meets its active rows to rounding error;
+3. else the chosen set cannot be priced within the limits at all (it was feasible only
+   within HiGHS's tolerance): it is cut off with a no-good cut and the MIP is searched again
+   with tight tolerances, up to :data:`MAX_REPAIRS` times.
+
+The reported objective is recomputed from the certified portfolio; the bound is HiGHS's (for
+the model with any cuts, which only remove sets that cannot be priced within the limits).
 """
 
 from __future__ import annotations
@@ -11,6 +27,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -18,16 +35,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyomo.environ as pyo
 from pyomo.common.gc_manager import PauseGC
+from pyomo.common.tee import capture_output
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
-from pyomo.contrib.solver.solvers.highs import (
-    Highs,
-    _MutableConstraintBounds,
-    _MutableLinearCoefficient,
-)
-from pyomo.core.expr.numeric_expr import LinearExpression
-from pyomo.core.expr.numvalue import NumericConstant
 
 from .check import violations
 from .data import (
@@ -37,13 +47,28 @@ from .data import (
     load_scenario,
     scenario_sha256,
 )
-from .model import BuiltModel, apply_scenario, build_model
+from .errors import InputError
+from .highs_backend import FastHighs, highs_threads
+from .model import (
+    BuiltModel,
+    add_nogood,
+    apply_scenario,
+    build_model,
+    choice_bounds,
+    clear_cuts,
+    set_choice_bounds,
+)
 from .results import binding, objective_value, portfolio
-from .schema import Provenance, Result, Scenario, SolverInfo
+from .schema import PRESOLVE_AUTO_MAX_PROJECTS, Provenance, Result, Scenario, SolverInfo
 
 # A solve HiGHS calls optimal is reported "optimal" only if its gap is within this; a looser
 # user mip_gap that stopped the search earlier is reported "feasible" (CONTRACT section 4).
 OPTIMAL_GAP = 1e-4
+# Relative tolerance of the certificate: no limit broken by more than this (CONTRACT: exact).
+EXACT_TOL = 1e-9
+# Tight HiGHS tolerances for the certification re-solves (defaults: 1e-7 rows, 1e-6 MIP).
+TIGHT_TOL = 1e-9
+MAX_REPAIRS = 20
 
 
 def _pkg_version(name: str) -> str:
@@ -55,130 +80,7 @@ def _pkg_version(name: str) -> str:
 
 SOFTWARE_VERSION = _pkg_version("critical-minerals-optimizer")
 PYOMO_VERSION = _pkg_version("pyomo")
-HIGHS_VERSION = ".".join(str(v) for v in Highs().version())
-
-
-class _Highs(Highs):
-    """Pyomo's persistent HiGHS interface with two batching shortcuts for large models.
-
-    1. Stock ``add_block`` discovers variables constraint by constraint and adds them to HiGHS a
-       few at a time (20,000 ``addVars``/``changeColsIntegrality`` calls at 10,000 projects);
-       here they are registered in one call first.
-    2. Rows whose body is a ``LinearExpression`` (every row ``model.py`` builds) skip the
-       generic expression walk and per-row ``generate_standard_repn``: coefficients are read
-       straight off the expression and passed to HiGHS in one ``addRows``. Everything Pyomo
-       records about a constraint (for later updates and removals, and the helpers that push
-       mutable-parameter coefficients and bounds to HiGHS) is recorded the same way. Any
-       other row takes the stock path.
-
-    ``tests/test_handover.py`` checks that both give HiGHS the identical LP. If Pyomo's
-    internals change (the attributes used here go missing), the stock path is used.
-    """
-
-    _FAST = all(hasattr(Highs, a) for a in ("_add_constraints", "_check_for_new_vars"))
-
-    def add_block(self, block) -> None:
-        known = getattr(self, "_referenced_variables", None)
-        if known is not None:
-            fresh = [v for v in block.component_data_objects(pyo.Var, descend_into=True)
-                     if id(v) not in known]
-            if fresh:
-                self.add_variables(fresh)
-        super().add_block(block)
-
-    def values(self, variables) -> np.ndarray:
-        """Primal values of ``variables`` from the last run, read straight off HiGHS's
-        solution array (a 20,000-variable read through the loader costs ~0.1 s)."""
-        sol = getattr(self, "_sol", None)
-        if sol is None or not sol.value_valid:
-            raise RuntimeError("no primal solution to read")
-        col = np.asarray(sol.col_value)
-        var_map = self._pyomo_var_to_solver_var_map
-        return col[np.fromiter((var_map[id(v)] for v in variables), int, len(variables))]
-
-    def add_constraints(self, cons) -> None:
-        if not (self._FAST and hasattr(self, "_active_constraints")):
-            return super().add_constraints(cons)
-        fast, slow = [], []
-        for con in cons:
-            (fast if _fast_row(con) else slow).append(con)
-        if fast:
-            self._add_plain_rows(fast)
-        if slow:
-            super().add_constraints(slow)
-
-    def _add_plain_rows(self, cons) -> None:
-        import highspy
-
-        self._sol = None
-        if self._last_results_object is not None:
-            self._last_results_object.solution_loader.invalidate()
-        var_map = self._pyomo_var_to_solver_var_map
-        known = self._referenced_variables
-        row = len(self._pyomo_con_to_solver_con_map)
-        lbs, ubs, starts, idx, vals = [], [], [], [], []
-        for con in cons:
-            if con in self._named_expressions:
-                raise ValueError(f"Constraint {con.name} has already been added")
-            body = con.body
-            variables = list(body.linear_vars)
-            if any(id(v) not in known for v in variables):
-                self._check_for_new_vars(variables)
-            self._active_constraints[con] = con.expr
-            self._named_expressions[con] = []
-            self._vars_referenced_by_con[con] = variables
-            helpers = []
-            starts.append(len(vals))
-            for c, v in zip(body.linear_coefs, variables, strict=True):
-                known[id(v)][0][con] = None
-                if type(c) not in _NUMBER:  # a mutable parameter: HiGHS gets updates
-                    helpers.append(_MutableLinearCoefficient(
-                        pyomo_con=con, pyomo_var_id=id(v),
-                        con_map=self._pyomo_con_to_solver_con_map, var_map=var_map, expr=c,
-                        highs=self._solver_model))
-                    c = pyo.value(c)
-                    if c == 0:
-                        continue
-                idx.append(var_map[id(v)])
-                vals.append(c)
-            const = body.constant
-            lo = -highspy.kHighsInf if con.lower is None else con.lower - const
-            up = highspy.kHighsInf if con.upper is None else con.upper - const
-            if type(lo) not in _CONSTANT or type(up) not in _CONSTANT:
-                helpers.append(_MutableConstraintBounds(
-                    lower_expr=lo, upper_expr=up, pyomo_con=con,
-                    con_map=self._pyomo_con_to_solver_con_map, highs=self._solver_model))
-            lbs.append(pyo.value(lo))
-            ubs.append(pyo.value(up))
-            if helpers:
-                self._mutable_helpers[con] = helpers
-            self._pyomo_con_to_solver_con_map[con] = row
-            self._solver_con_to_pyomo_con_map[row] = con
-            row += 1
-        self._solver_model.addRows(len(lbs), np.array(lbs, dtype=np.double),
-                                   np.array(ubs, dtype=np.double), len(vals),
-                                   np.array(starts), np.array(idx),
-                                   np.array(vals, dtype=np.double))
-
-
-_NUMBER = (int, float)
-_CONSTANT = (int, float, NumericConstant)
-
-
-def _fast_row(con) -> bool:
-    """A row the fast path may take: a ``LinearExpression`` body on unfixed variables whose
-    coefficients are numbers or fixed (parameter) expressions, and whose constant and bounds
-    are numbers or parameters."""
-    body = con.body
-    if type(body) is not LinearExpression or type(body.constant) not in _NUMBER:
-        return False
-    for b in (con.lower, con.upper):
-        if b is not None and type(b) not in _CONSTANT and b.is_potentially_variable():
-            return False
-    for c in body.linear_coefs:
-        if type(c) not in _NUMBER and c.is_potentially_variable():
-            return False
-    return not any(v.fixed for v in body.linear_vars)
+HIGHS_VERSION = ".".join(str(v) for v in FastHighs().version())
 
 
 @dataclass
@@ -190,7 +92,24 @@ class Outcome:
     objective: float | None
     bound: float | None
     solve_s: float
-    stakes: dict[str, float]
+    x: np.ndarray | None = None  # choose, as HiGHS left it
+    s: np.ndarray | None = None  # stake, as HiGHS left it
+
+
+@dataclass
+class Certified:
+    """A portfolio checked against every limit at :data:`EXACT_TOL`, and how it was got."""
+
+    outcome: Outcome  # the run whose bound and termination stand
+    stakes: dict[str, float] | None  # None: no portfolio could be certified
+    repairs: list[str]  # what certification had to do, in words ([] = nothing)
+
+
+def presolve_for(setting: str, n: int) -> str:
+    """HiGHS's presolve option for a scenario setting ('auto' decides by size: bench/README)."""
+    if setting == "auto":
+        return "on" if n < PRESOLVE_AUTO_MAX_PROJECTS else "off"
+    return setting
 
 
 class Optimizer:
@@ -202,88 +121,178 @@ class Optimizer:
     def __init__(self, data: ProjectData) -> None:
         self.data = data
         self.built: BuiltModel = build_model(data)
-        self._highs: _Highs | None = None
+        self._highs: FastHighs | None = None
         self._transfer_s = 0.0
-        self._run_clock = 0.0
+        self.deadline: float | None = None  # monotonic time past which runs are interrupted
 
     # -- low level: used by solve() and by diagnosis ---------------------------------------
-    def run(self, scenario: Scenario, *, time_limit_s: float | None = None) -> Outcome:
-        """Solve the model as it stands now (the caller has set params/bounds/objective)."""
-        first = self._highs is None
-        if first:
-            self._highs = _Highs()
-        st = scenario.solver
-        t0 = time.perf_counter()
-        with PauseGC():  # the first call hands the whole model over: no cycles, many objects
-            res = self._highs.solve(
-                self.built.model,
-                time_limit=time_limit_s or st.time_limit_s,
-                rel_gap=st.mip_gap,
-                load_solutions=False,
-                raise_exception_on_nonoptimal_result=False,
-                solver_options={"presolve": st.presolve, "random_seed": st.random_seed,
-                                "output_flag": False},
-            )
-        wall = time.perf_counter() - t0
-        # HiGHS's run clock is cumulative over runs on one instance: take the difference
-        run_clock = float(res.timing_info.highs_time or 0.0)
-        highs_s = max(0.0, run_clock - self._run_clock)
-        self._run_clock = run_clock
-        if first:
-            self._transfer_s = max(0.0, wall - highs_s)
-        has = res.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
-        stakes: dict[str, float] = {}
-        if has:
-            stakes = self._read_stakes()
-        return Outcome(termination=res.termination_condition, has_solution=has,
-                       objective=res.incumbent_objective, bound=res.objective_bound,
-                       solve_s=highs_s, stakes=stakes)
+    def run(self, scenario: Scenario, *, time_limit_s: float | None = None,
+            exact: bool = False) -> Outcome:
+        """Solve the model as it stands now (the caller has set params/bounds/objective).
 
-    def _read_stakes(self) -> dict[str, float]:
-        m = self.built.model
-        n = self.data.n
-        both = self._highs.values([*(m.choose[p] for p in range(n)),
-                                   *(m.stake[p] for p in range(n))])
-        x, s = both[:n], both[n:]
-        rows = np.flatnonzero(x > 0.5)
+        ``exact``: tight feasibility tolerances (certification re-solves)."""
+        self.hand_over()
+        st = scenario.solver
+        limit = time_limit_s or st.time_limit_s
+        if self.deadline is not None:
+            limit = max(1e-3, min(limit, self.deadline - time.monotonic()))
+        tol = TIGHT_TOL if exact else None
+        options: dict[str, Any] = {
+            "presolve": presolve_for(st.presolve, self.data.n),
+            "random_seed": st.random_seed,
+            "output_flag": False,
+            # Measured on the shipped data: 25 % of a solve's time, never the incumbent
+            # that mattered on our instance families (bench/README.md)
+            "mip_heuristic_run_feasibility_jump": False,
+            # options persist on a HiGHS object: always state both tolerances
+            "primal_feasibility_tolerance": tol or 1e-7,
+            "mip_feasibility_tolerance": tol or 1e-6,
+        }
+        threads = highs_threads()
+        if threads:
+            options["threads"] = threads
+        # HiGHS checks its own time limit only at some points of the search; the callback
+        # interrupts it wherever it is, a little after HiGHS's own limit should have
+        self._highs.set_deadline(time.monotonic() + limit + min(0.05 * limit, 0.5))
+        t0 = time.perf_counter()
+        res = self._highs.solve(
+            self.built.model,
+            time_limit=limit,
+            rel_gap=st.mip_gap,
+            load_solutions=False,
+            raise_exception_on_nonoptimal_result=False,
+            solver_options=options,
+        )
+        highs_s = time.perf_counter() - t0  # Pyomo's update + HiGHS's run
+        has = res.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
+        termination = res.termination_condition
+        if self._highs.interrupted:  # stopped by our deadline: a time limit, in other words
+            termination = TerminationCondition.maxTimeLimit
+        x = s = None
+        if has:
+            m = self.built.model
+            n = self.data.n
+            both = self._highs.values([*(m.choose[p] for p in range(n)),
+                                       *(m.stake[p] for p in range(n))])
+            x, s = both[:n], both[n:]
+        return Outcome(termination=termination, has_solution=has,
+                       objective=res.incumbent_objective, bound=res.objective_bound,
+                       solve_s=highs_s, x=x, s=s)
+
+    def hand_over(self) -> None:
+        """Hand the built model to HiGHS, once; later runs only move numbers."""
+        if self._highs is not None:
+            return
+        t0 = time.perf_counter()
+        # many objects, no cycles: the cyclic GC would only rescan them; HiGHS's notes on the
+        # 1e20 "no limit" bounds go to a captured stream, as in Pyomo's own solve
+        with PauseGC(), capture_output(capture_fd=True):
+            self._highs = FastHighs()
+            self._highs.set_instance(self.built.model)
+            self._highs.quiet()
+        self._transfer_s = time.perf_counter() - t0
+
+    def stakes_of(self, out: Outcome) -> dict[str, float]:
+        """The portfolio of a run: ``choose`` rounded, stakes clipped into their range."""
+        if not out.has_solution:
+            return {}
+        rows = np.flatnonzero(out.x > 0.5)
         smin, smax = self.data.col("min_stake"), self.data.col("max_stake")
         ids = self.data.frame["project_id"].to_numpy()
-        # HiGHS meets bounds within its 1e-6 tolerance; clip so reported stakes are exact
-        return {ids[i]: float(min(max(s[i], smin[i]), smax[i])) for i in rows}
+        return {ids[i]: float(min(max(out.s[i], smin[i]), smax[i])) for i in rows}
 
     def relaxed_value(self, field: str) -> float:
         """The slack HiGHS chose for a diagnosis field in the last run."""
         return float(self._highs.values([self.built.model.relax[field]])[0])
 
-    # -- the library entry point ----------------------------------------------------------
-    def solve(self, scenario: Scenario | dict | str | Path, *, diagnose: bool = True) -> Result:
-        """Solve ``scenario`` on this table; infeasible scenarios come back diagnosed."""
-        sc = load_scenario(scenario)
-        check_scenario_against(sc, self.data)
-        apply_scenario(self.built, sc)
-        out = self.run(sc)
-        status = _status(out)
-        stakes = out.stakes if status in ("optimal", "feasible") else {}
-        selected, totals = portfolio(self.data, stakes)
-        diagnosis = None
-        if status in ("optimal", "feasible"):
-            broken = violations(self.data, sc, stakes)
-            if broken:  # never show a wrong answer as right
-                raise SolutionCheckError(broken)
-        elif status == "infeasible" and diagnose:
-            from .diagnose import diagnose_infeasible
+    def certify(self, sc: Scenario, out: Outcome) -> Certified:
+        """Re-price the run's portfolio exactly; repair it if HiGHS's tolerances let it break
+        a limit (module docstring). The model is left as ``sc`` set it."""
+        repairs: list[str] = []
+        cuts = 0
+        try:
+            while out.has_solution:
+                stakes = self.stakes_of(out)
+                if not violations(self.data, sc, stakes, rel_tol=EXACT_TOL):
+                    return Certified(out, stakes, repairs)
+                chosen = out.x > 0.5
+                fixed = chosen.astype(float)
+                set_choice_bounds(self.built, fixed, fixed)
+                try:
+                    polish = self.run(sc, exact=True)
+                finally:
+                    set_choice_bounds(self.built, *choice_bounds(self.data, sc))
+                if polish.has_solution:
+                    stakes = self.stakes_of(polish)
+                    if not violations(self.data, sc, stakes, rel_tol=EXACT_TOL):
+                        repairs.append("stakes re-solved with the chosen projects fixed")
+                        return Certified(out, stakes, repairs)
+                if cuts >= MAX_REPAIRS or self._time_up():
+                    break
+                add_nogood(self.built, chosen)
+                cuts += 1
+                repairs.append(f"a chosen set that breaks a limit once priced exactly was "
+                               f"excluded ({', '.join(sorted(stakes)) or 'empty'})")
+                out = self.run(sc, exact=True)
+            return Certified(out, None, repairs)
+        finally:
+            if cuts:
+                clear_cuts(self.built)
 
-            diagnosis = diagnose_infeasible(self, sc)
-            apply_scenario(self.built, sc)  # leave the model as the scenario set it
-        obj = objective_value(self.data, sc, totals) if stakes or status in (
-            "optimal", "feasible") else None
-        bound = out.bound if status in ("optimal", "feasible") else None
+    def _time_up(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    # -- the library entry point ----------------------------------------------------------
+    def solve(self, scenario: Scenario | dict | str | Path, *, diagnose: bool = True,
+              exclude_portfolios: Sequence[Collection[str]] = (),
+              min_difference: int = 1) -> Result:
+        """Solve ``scenario`` on this table; infeasible scenarios come back diagnosed.
+
+        ``exclude_portfolios``: chosen sets (project ids) the answer must differ from, each in
+        at least ``min_difference`` project choices (no-good cuts; for alternatives)."""
+        sc = load_scenario(scenario)  # validates Scenario objects too
+        check_scenario_against(sc, self.data)
+        excluded = self._exclusion_masks(exclude_portfolios, min_difference)
+        self.hand_over()  # once per table; reported as build time, not within the limit
+        t_start = time.monotonic()
+        self.deadline = t_start + sc.solver.time_limit_s
+        try:
+            apply_scenario(self.built, sc)
+            for chosen in excluded:
+                add_nogood(self.built, chosen, min_difference)
+            try:
+                out = self.run(sc)
+                cert = self.certify(sc, out)
+            finally:
+                if excluded:
+                    clear_cuts(self.built)
+            out = cert.outcome
+            status = _status(out)
+            stakes = cert.stakes or {}
+            if status in ("optimal", "feasible") and cert.stakes is None:
+                status = "no_solution"  # nothing could be certified in time
+            diagnosis = None
+            if status == "infeasible" and diagnose:
+                from .diagnose import diagnose_infeasible
+
+                self.deadline = time.monotonic() + sc.solver.time_limit_s
+                diagnosis = diagnose_infeasible(self, sc)
+        finally:
+            self.deadline = None
+        selected, totals = portfolio(self.data, stakes)
+        ok = status in ("optimal", "feasible")
+        if ok:  # the certificate's own check, repeated where everyone can see it
+            broken = violations(self.data, sc, stakes, rel_tol=EXACT_TOL)
+            if broken:
+                raise SolutionCheckError(broken)
+        obj = objective_value(self.data, sc, totals) if ok else None
+        bound = out.bound if ok else None
         return Result(
             status=status, objective=obj,
             best_bound=_finite(bound),
             mip_gap=_gap(obj, bound) if obj is not None else None,
             selected=selected, totals=totals,
-            binding=binding(sc, totals) if stakes else [],
+            binding=binding(sc, totals) if ok else [],
             diagnosis=diagnosis,
             solver=SolverInfo(
                 version=HIGHS_VERSION,
@@ -291,13 +300,34 @@ class Optimizer:
                 solve_time_s=round(out.solve_s, 6),
                 termination=out.termination.name,
                 options={"time_limit_s": sc.solver.time_limit_s, "mip_gap": sc.solver.mip_gap,
-                         "presolve": sc.solver.presolve, "random_seed": sc.solver.random_seed}),
+                         "presolve": sc.solver.presolve,
+                         "presolve_used": presolve_for(sc.solver.presolve, self.data.n),
+                         "random_seed": sc.solver.random_seed},
+                certification=cert.repairs,
+                wall_s=round(time.monotonic() - t_start, 6)),
             provenance=Provenance(
                 dataset_sha256=self.data.sha256, scenario_sha256=scenario_sha256(sc),
                 software_version=SOFTWARE_VERSION, pyomo_version=PYOMO_VERSION,
                 python_version=platform.python_version()),
             scenario_name=sc.name,
         )
+
+    def _exclusion_masks(self, portfolios: Sequence[Collection[str]], d: int
+                         ) -> list[np.ndarray]:
+        if d < 1:
+            raise InputError("min_difference must be at least 1", loc=("min_difference",))
+        pos = self.data.positions
+        masks = []
+        for i, ids in enumerate(portfolios):
+            unknown = [p for p in ids if p not in pos]
+            if unknown:
+                raise InputError(f"exclude_portfolios[{i}] names unknown projects "
+                                 f"{', '.join(map(repr, unknown))}",
+                                 loc=("exclude_portfolios", i))
+            mask = np.zeros(self.data.n, dtype=bool)
+            mask[[pos[p] for p in ids]] = True
+            masks.append(mask)
+        return masks
 
 
 class SolutionCheckError(RuntimeError):
@@ -343,4 +373,4 @@ def optimize(projects: ProjectData | str | Path | pd.DataFrame | list[dict[str, 
     return Optimizer(data).solve(load_scenario(scenario))
 
 
-__all__ = ["Optimizer", "optimize", "Outcome", "SolutionCheckError"]
+__all__ = ["Optimizer", "optimize", "Outcome", "SolutionCheckError", "presolve_for"]

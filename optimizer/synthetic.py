@@ -70,6 +70,14 @@ def synthetic_projects(n: int, seed: int = 0, *, years: int = 3, groups: int | N
         w[:, -1] = 1.0 - w[:, :-1].sum(axis=1)
         for y in range(years):
             df[f"spend_share_{y + 1}"] = w[:, y]
+    # magnet rare earths and Chinese ownership from a stream of their own, so the columns
+    # above stay what they were for a given seed
+    extra = np.random.default_rng([seed, 7])
+    ree = df["output_ree_t"].to_numpy()
+    df["output_ndpr_t"] = np.round(ree * extra.uniform(0.12, 0.25, n), 1)
+    df["output_dytb_t"] = np.round(ree * extra.uniform(0.002, 0.04, n), 2)
+    df["chinese_ownership"] = np.where(extra.random(n) < 0.4,
+                                       np.round(extra.uniform(0.05, 1.0, n), 2), 0.0)
     return df
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -60,3 +62,9 @@ def shipped() -> ProjectData:
     from optimizer import load_projects
 
     return load_projects(INPUTS / "projects.csv")
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m optimizer ARGS`` as a real subprocess from the repository root."""
+    return subprocess.run([sys.executable, "-m", "optimizer", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout)

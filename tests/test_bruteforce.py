@@ -36,12 +36,12 @@ from optimizer.check import violations
 from optimizer.data import ProjectData, validate_projects
 from optimizer.synthetic import synthetic_projects
 
-MINERALS = ("tantalum", "niobium", "ree")
+PRODUCTS = ("tantalum", "niobium", "ree", "ndpr", "dytb")
 REL = 1e-6  # objective agreement, relative ...
 ABS = 1e-6  # ... plus absolute
 EXACT = {"mip_gap": 1e-9, "time_limit_s": 30}
 
-N_DATASETS = 30
+N_DATASETS = 36
 SCENARIOS_PER_DATASET = 4
 CASES = [(ds, j) for ds in range(N_DATASETS) for j in range(SCENARIOS_PER_DATASET)]
 COUNTRY_POOL = ("AU", "BR", "MW")
@@ -49,7 +49,8 @@ COUNTRY_POOL = ("AU", "BR", "MW")
 # Scenario fields that restrict the portfolio, as relaxable paths (CONTRACT section 4 names
 # conflicts this way); list fields relax to [], numeric ones to null (budget: to infinity).
 NULLABLE = ("kabil_budget_musd", "us_budget_musd", "max_country_share", "min_countries",
-            "max_projects", "max_avg_risk", "max_china_processing_share")
+            "max_projects", "max_avg_risk", "max_china_processing_share", "partners",
+            "max_chinese_ownership")
 LISTS = ("include_projects", "exclude_projects", "exclude_countries")
 
 
@@ -76,9 +77,11 @@ class BruteForce:
         self.e, self.d, self.npv = num("equity_value_musd"), num("deal_cost_musd"), num("npv_musd")
         self.india, self.risk = num("india_share"), num("risk_score")
         self.smin, self.smax = num("min_stake"), num("max_stake")
-        self.out = np.column_stack([num(f"output_{m}_t") for m in MINERALS])
+        self.out = np.column_stack([num(f"output_{m}_t") for m in PRODUCTS])
         self.china = f["china_processing"].to_numpy(dtype=bool)
         self.country = f["country"].to_numpy(dtype=str)
+        self.partner = f["partner"].to_numpy(dtype=str)
+        self.chinese = num("chinese_ownership")
         years = sorted(int(c.rsplit("_", 1)[1]) for c in f.columns if c.startswith("spend_share_"))
         self.spend = (np.column_stack([num(f"spend_share_{k}") for k in years]) if years
                       else np.ones((n, 1)))
@@ -99,6 +102,10 @@ class BruteForce:
             ok &= ~(masks[:, p] & ~masks[:, q])
         banned = [self.pos[p] for p in sc.get("exclude_projects") or []]
         banned += np.flatnonzero(np.isin(self.country, sc.get("exclude_countries") or [])).tolist()
+        if sc.get("partners") is not None:
+            banned += np.flatnonzero(~np.isin(self.partner, sc["partners"])).tolist()
+        if sc.get("max_chinese_ownership") is not None:
+            banned += np.flatnonzero(self.chinese > sc["max_chinese_ownership"]).tolist()
         if banned:
             ok &= ~masks[:, banned].any(axis=1)
         forced = [self.pos[p] for p in sc.get("include_projects") or []]
@@ -145,7 +152,7 @@ class BruteForce:
             cost_row(self.china[idx] - sc["max_china_processing_share"], 0.0,
                      "max_china_processing_share")
         for m, floor in (sc.get("min_output_t") or {}).items():
-            A.append(-self.out[idx, MINERALS.index(m)])
+            A.append(-self.out[idx, PRODUCTS.index(m)])
             b.append(-float(floor))
             names.append(f"min_output_t.{m}")
         return np.array(A).reshape(len(A), len(idx)), np.array(b), names
@@ -154,7 +161,9 @@ class BruteForce:
         """Objective as c @ s + const on the subset."""
         if sc.get("objective", "npv") == "npv":
             return self.npv[idx], -float(self.d[idx].sum())
-        w = np.array([float((sc.get("supply_weights") or {}).get(m, 1.0)) for m in MINERALS])
+        default = {"ndpr": 0.0, "dytb": 0.0}  # CONTRACT section 2: TREO already counts them
+        w = np.array([float((sc.get("supply_weights") or {}).get(m, default.get(m, 1.0)))
+                      for m in PRODUCTS])
         return self.out[idx] @ w, 0.0
 
     def solve(self, sc: dict, *, first: bool = False, better_than: float = -math.inf
@@ -173,7 +182,7 @@ class BruteForce:
             if cap is not None and math.isfinite(cap):
                 keep &= masks @ (a * low_cost) <= cap * (1 + 1e-6) + 1e-6
         for m, floor in (sc.get("min_output_t") or {}).items():
-            most = masks @ (self.out[:, MINERALS.index(m)] * self.smax)
+            most = masks @ (self.out[:, PRODUCTS.index(m)] * self.smax)
             keep &= most >= floor * (1 - 1e-6) - 1e-6
         masks = masks[keep]
         # best case of each subset; visit in that order and stop once none can beat the best
@@ -317,8 +326,8 @@ def make_scenario(ds: int, j: int) -> dict[str, Any]:
     if rng.random() < 0.25:
         sc["max_projects"] = int(rng.integers(0, n))
     if rng.random() < 0.4:
-        possible = {m: float(bf.out[:, i] @ bf.smax) for i, m in enumerate(MINERALS)}
-        pick = rng.choice(MINERALS, size=int(rng.integers(1, 3)), replace=False)
+        possible = {m: float(bf.out[:, i] @ bf.smax) for i, m in enumerate(PRODUCTS)}
+        pick = rng.choice(PRODUCTS[:3], size=int(rng.integers(1, 3)), replace=False)
         sc["min_output_t"] = {str(m): round(possible[m] * frac * rng.uniform(0.2, 1.3), 1) or 1.0
                               for m in pick}
     if rng.random() < 0.3:
@@ -335,8 +344,31 @@ def make_scenario(ds: int, j: int) -> dict[str, Any]:
                                                    replace=False).tolist())
     if rng.random() < 0.4:
         sc["objective"] = "supply"
-        sc["supply_weights"] = {m: r3(rng.uniform(0.0, 2.0)) for m in MINERALS
+        sc["supply_weights"] = {m: r3(rng.uniform(0.0, 2.0)) for m in PRODUCTS[:3]
                                 if rng.random() < 0.6}
+    # The fields added later (partners, Chinese ownership, NdPr and Dy+Tb floors): every
+    # dataset's last two scenarios get one of them in turn, from a stream of its own (so the other
+    # cases stay as they were), aimed at the reference optimum without it so that it bites.
+    more = np.random.default_rng([ds, j, 2026])
+    if j >= SCENARIOS_PER_DATASET - 2:
+        kind = ("partners", "max_chinese_ownership", "ndpr", "dytb")[(2 * ds + j) % 4]
+        before = bf.solve(sc)
+        chosen = [bf.pos[p] for p in before.stakes]
+        if kind == "partners":
+            banned = {bf.partner[i] for i in chosen[:1]} or {str(more.choice(["US", "JOINT"]))}
+            sc["partners"] = sorted({"KABIL", "US", "JOINT"} - banned)
+        elif kind == "max_chinese_ownership":
+            owned = sorted(bf.chinese[i] for i in chosen if bf.chinese[i] > 0)
+            sc[kind] = r3(owned[-1] * more.uniform(0.3, 0.95)) if owned else 0.0
+        else:
+            col = bf.out[:, PRODUCTS.index(kind)]
+            got = sum(col[bf.pos[p]] * v for p, v in before.stakes.items())
+            possible = float(col @ bf.smax)
+            # near the optimum's own offtake (binding now and then), never above what exists
+            sc.setdefault("min_output_t", {})[kind] = round(
+                min(possible, max(got * more.uniform(0.6, 1.05), 0.01)), 2)
+    if sc.get("objective") == "supply" and more.random() < 0.5:
+        sc["supply_weights"][str(more.choice(["ndpr", "dytb"]))] = r3(more.uniform(1, 50))
     return sc
 
 
@@ -407,7 +439,8 @@ def test_case_mix() -> None:
     refs = {case: expected(*case) for case in CASES}
     infeasible = [c for c, r in refs.items() if r.status == "infeasible"]
     share = len(infeasible) / len(CASES)
-    assert 0.2 <= share <= 0.4, f"{share:.0%} of cases infeasible"
+    # five restriction kinds (partners, Chinese ownership, NdPr and Dy+Tb floors) joined later
+    assert 0.2 <= share <= 0.5, f"{share:.0%} of cases infeasible"
 
     def matters(ds: int, j: int, paths: set[str] | list[str]) -> bool:
         """Relaxing ``paths`` makes the case feasible or strictly better."""
@@ -424,12 +457,13 @@ def test_case_mix() -> None:
 
     kinds = ["budget_musd", "kabil_budget_musd", "us_budget_musd", "annual_budget_musd",
              "max_country_share", "min_countries", "max_projects", "min_output_t",
-             "max_avg_risk", "max_china_processing_share", *LISTS]
+             "max_avg_risk", "max_china_processing_share", *LISTS, "partners",
+             "max_chinese_ownership"]
     count = {k: 0 for k in kinds}
     for ds, j in CASES:
         paths = active_paths(make_scenario(ds, j), reference(ds).n_years)
         for k in kinds:
-            mine = [p for p in paths if p.split(".")[0] == k]
+            mine = [p for p in paths if p.split(".")[0] == k or p == k]
             count[k] += bool(mine) and matters(ds, j, mine)
     assert all(v >= 4 for v in count.values()), f"cases where a field changes the answer: {count}"
     supply = sum(make_scenario(*c).get("objective") == "supply" for c in CASES)

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
-from .conftest import INPUTS, ROOT, TINY_ROWS
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "optimizer", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+from .conftest import INPUTS, TINY_ROWS
+from .conftest import run_cli as run
 
 
 @pytest.fixture
@@ -92,7 +86,7 @@ def test_no_solution_exit_1(tmp_path):
     path = tmp_path / "hard.csv"
     data.frame.to_csv(path, index=False)
     sc = write(tmp_path, "s.json", {"budget_musd": budget, "min_output_t": {"ree": budget},
-                                    "solver": {"time_limit_s": 0.3}})
+                                    "solver": {"time_limit_s": 0.3, "presolve": "off"}})
     p = run("solve", "--projects", str(path), "--scenario", str(sc), "--format", "json")
     assert p.returncode == 1
     assert json.loads(p.stdout)["status"] == "no_solution"

@@ -1,5 +1,5 @@
-"""The batched hand-over (solve._Highs) gives HiGHS exactly the LP Pyomo's stock interface
-gives it, at build time and after a scenario moves every mutable parameter."""
+"""The batched hand-over (highs_backend.FastHighs) gives HiGHS exactly the LP Pyomo's stock
+interface gives it, at build time and after a scenario moves every mutable parameter."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 from pyomo.contrib.solver.solvers.highs import Highs
 
 from optimizer.data import validate_projects
+from optimizer.highs_backend import FastHighs as _Highs
 from optimizer.model import apply_scenario, build_model
-from optimizer.solve import _Highs
 from optimizer.synthetic import synthetic_projects, synthetic_scenario
 
 

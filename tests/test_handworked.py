@@ -69,7 +69,7 @@ def test_supply_objective(tiny_opt):
     A+B: 600 + 1000 = 1600; A+C: 1450. Optimum 1825."""
     r = solve(tiny_opt, budget_musd=120, objective="supply",
               supply_weights={"ree": 1, "tantalum": 10, "niobium": 0})
-    assert r.objective == pytest.approx(1825.0, abs=1e-6)
+    assert r.objective == pytest.approx(1825.0, rel=1e-9)  # the exactness of CONTRACT: 1e-9
     assert stakes(r) == pytest.approx({"B": 1.0, "C": 0.275})
 
 
