@@ -207,7 +207,7 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
     # cross-column rules
     # NUL in any text cell: PostgreSQL cannot store it, and no real cell has one
     for c in raw.columns:
-        if c in out.columns and raw[c].dtype == object:
+        if c in out.columns and not pd.api.types.is_numeric_dtype(raw[c].dtype):
             add(np.flatnonzero(_texts(raw[c]).str.contains("\x00", regex=False)), c,
                 "must not contain the NUL character")
     ree = out["output_ree_t"]
