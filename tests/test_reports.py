@@ -129,6 +129,8 @@ def test_binding_limit_values_equal_explicit_resolves(tiny_opt, fields, bound):
             upd = {head: caps}
         elif head == "min_output_t":
             upd = {head: {**sc.min_output_t, tail: lv.relaxed_to}}
+        elif head in ("min_countries", "max_projects"):
+            upd = {head: int(lv.relaxed_to)}
         else:
             upd = {head: lv.relaxed_to}
         expect = fresh_objective(changed(sc, **upd))
@@ -187,6 +189,15 @@ def test_tiny_alternatives_are_the_next_best_distinct_portfolios(tiny_opt, tiny_
     # {A,B} = 44, {B,C} = 42.5; then only the empty set differs from all three in 2 choices
     assert got == [(["A", "B"], 44.0), (["B", "C"], 42.5)]
     assert "outside" in a.alternatives_note
+
+
+def test_the_model_still_solves_after_an_analysis_with_alternatives(tiny_opt, tiny_run):
+    if not has_alternatives(tiny_opt):
+        pytest.skip("Optimizer.solve(exclude_portfolios=...) not in this library version yet")
+    sc, r, a = tiny_run
+    assert a.alternatives
+    again = tiny_opt.solve(changed(sc, budget_musd=115))
+    assert again.objective == pytest.approx(45.0, abs=1e-6)
 
 
 def check_alternatives(opt: Optimizer, sc, r, a: Analysis) -> None:
