@@ -18,6 +18,9 @@ PRODUCT_NAMES = {"tantalum": "tantalum", "niobium": "niobium", "ree": "rare eart
                  "ndpr": "NdPr (magnet rare earths)", "dytb": "Dy+Tb (heavy rare earths)"}
 PRODUCT_UNITS = {"tantalum": "t/y Ta2O5", "niobium": "t/y Nb2O5", "ree": "t/y TREO",
                  "ndpr": "t/y NdPr oxide", "dytb": "t/y Dy+Tb oxide"}
+PRODUCT_SHORT = {"tantalum": "tantalum", "niobium": "niobium", "ree": "rare earths",
+                 "ndpr": "NdPr", "dytb": "Dy+Tb"}
+PARTNER_SHORT = {"KABIL": "KABIL", "US": "US", "JOINT": "Joint"}
 PARTNER_NAMES = {"KABIL": "KABIL", "US": "US partners", "JOINT": "KABIL + US jointly"}
 COUNTRY_NAMES = {
     "AO": "Angola", "AR": "Argentina", "AU": "Australia", "BR": "Brazil", "BI": "Burundi",
@@ -36,6 +39,10 @@ STATUS_WORDS = {"optimal": "proven optimal", "feasible": "best found, not proven
 
 def product_name(p: str) -> str:
     return PRODUCT_NAMES.get(p, p)
+
+
+def product_short(p: str) -> str:
+    return PRODUCT_SHORT.get(p, p)
 
 
 def product_unit(p: str) -> str:

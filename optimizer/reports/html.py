@@ -17,6 +17,7 @@ from . import charts
 from .analysis import Analysis
 from .facts import (
     PARTNER_NAMES,
+    PARTNER_SHORT,
     Facts,
     alternatives_matrix,
     country_name,
@@ -25,6 +26,7 @@ from .facts import (
     num,
     pct,
     product_name,
+    product_short,
     product_unit,
     signed,
 )
@@ -41,6 +43,8 @@ def environment() -> Environment:
                           undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         env.filters.update(money=money, num=num, pct=pct, signed=signed,
                            product_name=product_name, product_unit=product_unit,
+                           product_short=product_short,
+                           partner_short=lambda p: PARTNER_SHORT.get(p, p),
                            country_name=country_name,
                            partner_name=lambda p: PARTNER_NAMES.get(p, p))
         _ENV = env
