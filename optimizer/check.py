@@ -62,10 +62,10 @@ def violations(data: ProjectData, scenario: Scenario, stakes: dict[str, float], 
             over(spent, cap, f"annual_budget_musd.{k} (plan year {k + 1})")
     if scenario.max_country_share is not None:
         cap = scenario.max_country_share * total
-        by = f.assign(c=cost).groupby("country")["c"].sum()
-        for k, v in by.items():
-            if v > cap + slack(cap):
-                out.append(f"max_country_share: {k} takes {v / total:.10g} of spend")
+        codes, names = data.country_codes
+        by = np.bincount(codes, weights=cost, minlength=len(names))
+        for k in np.flatnonzero(by > cap + slack(cap)):
+            out.append(f"max_country_share: {names[k]} takes {by[k] / total:.10g} of spend")
     if scenario.max_avg_risk is not None:
         cap = scenario.max_avg_risk * total
         weighted = float((data.col("risk_score") * cost).sum())
@@ -74,12 +74,12 @@ def violations(data: ProjectData, scenario: Scenario, stakes: dict[str, float], 
                        f"{scenario.max_avg_risk}")
     if scenario.max_china_processing_share is not None:
         cap = scenario.max_china_processing_share * total
-        china = float(cost[f["china_processing"].to_numpy(dtype=bool)].sum())
+        china = float(cost[data.china_mask].sum())
         if china > cap + slack(cap):
             out.append(f"max_china_processing_share: {china / total:.10g} of spend")
     chosen = x > 0
     if scenario.min_countries is not None:
-        n_c = f.loc[chosen, "country"].nunique()
+        n_c = len(np.unique(data.country_codes[0][chosen]))
         if n_c < scenario.min_countries:
             out.append(f"min_countries: {n_c} < {scenario.min_countries}")
     if scenario.max_projects is not None and chosen.sum() > scenario.max_projects:
@@ -88,6 +88,12 @@ def violations(data: ProjectData, scenario: Scenario, stakes: dict[str, float], 
         got = float((data.col(OUTPUT_COLUMNS[m]) * s).sum())
         if got < floor - slack(floor):
             out.append(f"min_output_t.{m}: {got:.10g} < {floor:.10g}")
+    if scenario.min_weighted_supply is not None:
+        w = scenario.weights()
+        got = float(sum(w[m] * (data.col(OUTPUT_COLUMNS[m]) * s).sum() for m in w))
+        floor = scenario.min_weighted_supply
+        if got < floor - slack(floor):
+            out.append(f"min_weighted_supply: {got:.10g} < {floor:.10g}")
     for g, rows in data.groups.items():
         if x[rows].sum() > 1:
             out.append(f"exclusive_group {g}: {int(x[rows].sum())} projects chosen")

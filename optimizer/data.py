@@ -7,6 +7,7 @@ Checks on the table are vectorised with pandas so validating 10,000 rows takes m
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -56,6 +57,9 @@ class ProjectData:
     sha256: str  # hash of the canonical content (same for CSV, JSON rows or a DataFrame)
     groups: dict[str, list[int]] = field(default_factory=dict)  # exclusive group -> rows
     requires: list[tuple[int, int]] = field(default_factory=list)  # (row, required row)
+    # set only on a Monte-Carlo draw's perturbed copy (ProjectData.perturbed):
+    unavailable: np.ndarray | None = None  # bool per row: may not be chosen in this draw
+    output_factor: np.ndarray | None = None  # per-row factor on every output column
 
     @property
     def n(self) -> int:
@@ -71,12 +75,64 @@ class ProjectData:
         return dict(zip(self.frame["project_id"], range(self.n), strict=True))
 
     def col(self, name: str) -> np.ndarray:
-        """A numeric column as a float array."""
-        return self.frame[name].to_numpy(dtype=float)
+        """A numeric column as a float array (read-only; converted once and cached: the
+        per-solve code reads the same columns thousands of times in a batch)."""
+        cache = self._columns
+        arr = cache.get(name)
+        if arr is None:
+            arr = self.frame[name].to_numpy(dtype=float, copy=True)
+            arr.flags.writeable = False
+            cache[name] = arr
+        return arr
+
+    @cached_property
+    def _columns(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def perturbed(self, *, equity: np.ndarray, npv: np.ndarray, output_factor: np.ndarray,
+                  unavailable: np.ndarray) -> ProjectData:
+        """A copy whose equity values, NPVs and outputs are those of a Monte-Carlo draw and
+        whose ``unavailable`` rows may not be chosen. It shares the frame (text columns) and
+        overrides the numbers ``col()`` and ``outputs`` return; ``sha256`` stays the base
+        table's (a row records its draw separately)."""
+        new = dataclasses.replace(self, unavailable=unavailable,
+                                  output_factor=np.asarray(output_factor, dtype=float))
+        cols = {"equity_value_musd": equity, "npv_musd": npv}
+        base = self.outputs
+        for j, m in enumerate(PRODUCTS):
+            cols[OUTPUT_COLUMNS[m]] = base[:, j] * new.output_factor
+        for k, v in cols.items():
+            v = np.array(v, dtype=float)
+            v.flags.writeable = False
+            new._columns[k] = v
+        outs = np.column_stack([cols[OUTPUT_COLUMNS[m]] for m in PRODUCTS])
+        outs.flags.writeable = False
+        new.__dict__["outputs"] = outs
+        for key in ("country_codes", "china_mask", "positions"):  # share what is unchanged
+            if key in self.__dict__:
+                new.__dict__[key] = self.__dict__[key]
+        return new
+
+    @cached_property
+    def country_codes(self) -> tuple[np.ndarray, list[str]]:
+        """(code per row, sorted country list): countries as small integers for bincount."""
+        names, codes = np.unique(self.frame["country"].to_numpy(dtype=str), return_inverse=True)
+        return codes, names.tolist()
+
+    @cached_property
+    def china_mask(self) -> np.ndarray:
+        return self.frame["china_processing"].to_numpy(dtype=bool)
+
+    @cached_property
+    def outputs(self) -> np.ndarray:
+        """(n, 5) whole-project annual output per product, in PRODUCTS order (read-only)."""
+        arr = self.frame[[OUTPUT_COLUMNS[m] for m in PRODUCTS]].to_numpy(dtype=float, copy=True)
+        arr.flags.writeable = False
+        return arr
 
     def output(self) -> np.ndarray:
         """(n, 5) whole-project annual output per product, in PRODUCTS order."""
-        return self.frame[[OUTPUT_COLUMNS[m] for m in PRODUCTS]].to_numpy(dtype=float)
+        return self.outputs
 
     def records(self) -> list[dict[str, Any]]:
         """Rows as JSON-ready dicts (None for empty optional cells)."""

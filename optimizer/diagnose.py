@@ -48,6 +48,8 @@ def active_fields(sc: Scenario, n_years: int) -> list[str]:
     if sc.min_countries:
         f.append("min_countries")
     f += [f"min_output_t.{m}" for m, v in sc.min_output_t.items() if v > 0]
+    if sc.min_weighted_supply:
+        f.append("min_weighted_supply")
     f += [k for k in ("include_projects", "exclude_projects", "exclude_countries")
           if getattr(sc, k)]
     if sc.partners is not None and set(sc.partners) != {"KABIL", "US", "JOINT"}:
@@ -68,6 +70,8 @@ def describe(sc: Scenario, field: str) -> str:
     v = getattr(sc, field)
     if field == "partners":
         return "only deals led by " + " or ".join(v)
+    if field == "min_weighted_supply":
+        return f"a weighted supply of at least {v:,.6g}"
     if field == "max_chinese_ownership":
         return f"no project more than {v:.4g} Chinese-owned"
     if field in SET_FIELDS:
@@ -153,6 +157,10 @@ class _Checker:
             return {"field": field, "from": old, "to": _down(old - slack),
                     "change": f"lower {field} from {old:,.6g} to {_down(old - slack):,.6g} "
                               f"{UNITS[m]}"}
+        if field == "min_weighted_supply":
+            old = sc.min_weighted_supply
+            return {"field": field, "from": old, "to": _down(old - slack),
+                    "change": f"lower {field} from {old:,.6g} to {_down(old - slack):,.6g}"}
         if field.startswith("annual_budget_musd.") or field.endswith("budget_musd"):
             year = ""
             if "." in field:

@@ -16,6 +16,7 @@ On top of the hand-over shortcut:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -28,6 +29,18 @@ from pyomo.contrib.solver.solvers.highs import (
 )
 from pyomo.core.expr.numeric_expr import LinearExpression
 from pyomo.core.expr.numvalue import NumericConstant
+
+
+class _InterruptNote(logging.Filter):
+    """Pyomo warns "Received unhandled status=kInterrupt" when the deadline callback stopped
+    HiGHS; that is our own time limit at work (reported as such), not news for the user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "kInterrupt" not in record.getMessage()
+
+
+logging.getLogger("pyomo.contrib.solver").addFilter(_InterruptNote())
+logging.getLogger("pyomo.contrib.solver.solvers.highs").addFilter(_InterruptNote())
 
 
 def highs_threads() -> int | None:

@@ -43,7 +43,7 @@ def relax_fields(n_years: int) -> list[str]:
         *[f"annual_budget_musd.{k}" for k in range(n_years)],
         "max_country_share", "min_countries", "max_projects",
         *[f"min_output_t.{m}" for m in PRODUCTS],
-        "max_avg_risk", "max_china_processing_share",
+        "max_avg_risk", "max_china_processing_share", "min_weighted_supply",
     ]
 
 
@@ -66,8 +66,9 @@ def _lin(coefs, vars_, extra=()) -> LinearExpression:
     HiGHS (``highs_backend.FastHighs``)."""
     c, v = [], []
     for a, x in zip(coefs, vars_, strict=True):
-        a = float(a)
-        if a != 0.0:
+        if type(a) is not float:
+            a = float(a) if isinstance(a, int | np.number) else a  # else: a Param expression
+        if a.__class__ is not float or a != 0.0:
             c.append(a)
             v.append(x)
     for a, x in extra:
@@ -76,15 +77,20 @@ def _lin(coefs, vars_, extra=()) -> LinearExpression:
     return LinearExpression(constant=0, linear_coefs=c, linear_vars=v)
 
 
-def build_model(data: ProjectData) -> BuiltModel:
-    """Build the portfolio MIP for ``data``; call :func:`apply_scenario` before solving."""
+def build_model(data: ProjectData, *, mutable_data: bool = False) -> BuiltModel:
+    """Build the portfolio MIP for ``data``; call :func:`apply_scenario` before solving.
+
+    ``mutable_data``: equity values, NPVs and an output factor per project become mutable
+    parameters (``equity_value``, ``npv``, ``output_factor``), so a Monte-Carlo draw moves
+    coefficients in place (:func:`apply_data`) instead of rebuilding. Off by default: every
+    mutable coefficient is pushed to HiGHS at each solve, which a plain model need not pay."""
     # Building allocates ~10^5 expression objects and no cycles: the cyclic garbage collector
     # would only rescan them over and over (measured: half the build time at 10k projects).
     with PauseGC():
-        return _build(data)
+        return _build(data, mutable_data)
 
 
-def _build(data: ProjectData) -> BuiltModel:
+def _build(data: ProjectData, mutable_data: bool = False) -> BuiltModel:
     t0 = time.perf_counter()
     n = data.n
     f = data.frame
@@ -145,6 +151,17 @@ def _build(data: ProjectData) -> BuiltModel:
     m.output_floor = pyo.Param(m.M, initialize=-INF, doc="min_output_t[m]", **mut)
     m.supply_weight = pyo.Param(m.M, initialize=1.0, doc="supply_weights[m]", **mut)
     m.relax_weight = pyo.Param(m.F, initialize=0.0, doc="diagnosis weight of relax[f]", **mut)
+    m.supply_floor = pyo.Param(initialize=-INF, doc="min_weighted_supply", **mut)
+    if mutable_data:  # Monte Carlo: the data's own numbers as parameters
+        m.equity_value = pyo.Param(m.P, initialize=dict(enumerate(equity.tolist())),
+                                   doc="equity_value_musd[p]", **mut)
+        m.npv = pyo.Param(m.P, initialize=dict(enumerate(npv.tolist())), doc="npv_musd[p]", **mut)
+        m.output_factor = pyo.Param(m.P, initialize=1.0, doc="factor on project p's outputs",
+                                    **mut)
+        equity = np.array([m.equity_value[p] for p in range(n)], dtype=object)
+        npv = np.array([m.npv[p] for p in range(n)], dtype=object)
+        factor = np.array([m.output_factor[p] for p in range(n)], dtype=object)
+        out = np.where(out != 0.0, out * factor[:, None], 0.0)
 
     # --- constraints, one family each ------------------------------------------------------
     cost_coefs = np.concatenate([equity, deal])
@@ -153,7 +170,10 @@ def _build(data: ProjectData) -> BuiltModel:
     def cost_of(rows: np.ndarray, weight: np.ndarray | None = None, extra=()
                 ) -> LinearExpression:
         """sum_{p in rows} weight_p * c_p (+ extra terms) as a linear expression."""
-        w = np.ones(len(rows)) if weight is None else weight
+        w = np.ones(len(rows)) if weight is None else np.asarray(weight, dtype=float)
+        if mutable_data:  # no parameter expression where the weight is 0
+            keep = w != 0.0
+            rows, w = rows[keep], w[keep]
         coefs = np.concatenate([equity[rows] * w, deal[rows] * w])
         return _lin(coefs, [s[i] for i in rows] + [x[i] for i in rows], extra)
 
@@ -224,6 +244,12 @@ def _build(data: ProjectData) -> BuiltModel:
                                  _lin((1.0, 1.0), (m.output[mi], r[f"min_output_t.{mi}"])),
                                  None),
         doc="O[m] >= min_output_t[m]")
+    m.min_supply = pyo.Constraint(
+        expr=(m.supply_floor, _lin([m.supply_weight[mi] for mi in PRODUCTS],
+                                   [m.output[mi] for mi in PRODUCTS],
+                                   ((1.0, r["min_weighted_supply"]),)), None),
+        doc="sum_m supply_weights[m] * O[m] >= min_weighted_supply (the epsilon-constraint "
+        "of a supply frontier)")
     groups = sorted(data.groups)
     m.G = pyo.Set(initialize=groups, ordered=True, doc="exclusive groups")
     m.exclusive = pyo.Constraint(
@@ -295,6 +321,8 @@ def apply_scenario(built: BuiltModel, scenario: Scenario) -> None:
             ub.set_value(0.0)
     m.countries_floor.set_value(-INF if sc.min_countries is None else float(sc.min_countries))
     m.projects_cap.set_value(_cap(sc.max_projects))
+    m.supply_floor.set_value(-INF if sc.min_weighted_supply is None
+                             else float(sc.min_weighted_supply))
     weights = sc.weights()
     for mi in PRODUCTS:
         floor = sc.min_output_t.get(mi)
@@ -328,10 +356,28 @@ def choice_bounds(data: ProjectData, sc: Scenario, fields: Collection[str] = CHO
         ub[~f["partner"].isin(sc.partners).to_numpy()] = 0.0
     if "max_chinese_ownership" in fields and sc.max_chinese_ownership is not None:
         ub[data.col("chinese_ownership") > sc.max_chinese_ownership] = 0.0
+    if data.unavailable is not None:  # a Monte-Carlo draw's disrupted countries
+        ub[data.unavailable] = 0.0
     if "include_projects" in fields:
         for pid in sc.include_projects:
             lb[pos[pid]] = 1.0
     return lb, ub
+
+
+def apply_data(built: BuiltModel, data: ProjectData) -> None:
+    """Move a perturbed table's equity values, NPVs and output factors into a model built with
+    ``mutable_data=True`` (Monte Carlo); ``data`` must be ``built.data`` or derived from it by
+    :meth:`ProjectData.perturbed`. Unavailable projects are bounds, set by
+    :func:`choice_bounds`."""
+    m = built.model
+    if not hasattr(m, "equity_value"):
+        raise ValueError("this model was built without mutable_data")
+    for param, values in ((m.equity_value, data.col("equity_value_musd")),
+                          (m.npv, data.col("npv_musd")),
+                          (m.output_factor, data.output_factor if data.output_factor is not None
+                           else np.ones(data.n))):
+        for p, v in enumerate(values.tolist()):
+            param[p].set_value(v)
 
 
 def set_choice_bounds(built: BuiltModel, lb: np.ndarray, ub: np.ndarray) -> None:

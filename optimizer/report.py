@@ -22,7 +22,7 @@ def field_label(field: str) -> str:
     return field
 
 
-def render_table(result: Result, width: int = 140) -> str:
+def render_table(result: Result, width: int = 200) -> str:
     """The result as text: status line, portfolio table with totals, binding limits, and the
     diagnosis when infeasible."""
     console = Console(width=width, record=True, force_terminal=False, color_system=None,

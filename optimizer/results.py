@@ -4,7 +4,6 @@ projects, totals and the scenario limits that bind. Pure numpy/pandas on the dat
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from .check import portfolio_arrays
 from .data import ProjectData
@@ -27,30 +26,35 @@ def portfolio(data: ProjectData, stakes: dict[str, float]
     cost = data.col("equity_value_musd") * s + data.col("deal_cost_musd") * x
     india = data.col("india_share")
     value = data.col("npv_musd") * s - data.col("deal_cost_musd") * x
-    out = data.output() * s[:, None]
+    out = data.outputs * s[:, None]
     rows = np.flatnonzero(x > 0)
+    text = {c: f[c].to_numpy()[rows].tolist()
+            for c in ("project_id", "name", "country", "mineral", "partner")}
     selected = [
         SelectedProject(
-            project_id=f["project_id"].iat[i], name=f["name"].iat[i],
-            country=f["country"].iat[i], mineral=f["mineral"].iat[i],
-            partner=f["partner"].iat[i], stake=_r(s[i]), cost_musd=_r(cost[i]),
+            project_id=text["project_id"][k], name=text["name"][k],
+            country=text["country"][k], mineral=text["mineral"][k],
+            partner=text["partner"][k], stake=_r(s[i]), cost_musd=_r(cost[i]),
             kabil_musd=_r(india[i] * cost[i]), us_musd=_r((1 - india[i]) * cost[i]),
             npv_musd=_r(value[i]),
             output_t={m: _r(out[i, j]) for j, m in enumerate(PRODUCTS)})
-        for i in rows
+        for k, i in enumerate(rows)
     ]
     total = float(cost.sum())
-    by_country = pd.Series(cost[rows]).groupby(f["country"].to_numpy()[rows]).sum()
-    china = float(cost[f["china_processing"].to_numpy(dtype=bool)].sum())
+    codes, names = data.country_codes
+    by = np.bincount(codes, weights=cost, minlength=len(names))
+    used = np.flatnonzero(np.bincount(codes[rows], minlength=len(names)))
+    by_country = sorted(((names[k], float(by[k])) for k in used), key=lambda kv: -kv[1])
+    china = float(cost[data.china_mask].sum())
     totals = Totals(
         cost_musd=_r(total), kabil_musd=_r((india * cost).sum()),
         us_musd=_r(((1 - india) * cost).sum()), npv_musd=_r(value.sum()),
         output_t={m: _r(out[:, j].sum()) for j, m in enumerate(PRODUCTS)},
-        by_country_musd={k: _r(v) for k, v in by_country.sort_values(ascending=False).items()},
+        by_country_musd={k: _r(v) for k, v in by_country},
         avg_risk=_r((data.col("risk_score") * cost).sum() / total) if total > 0 else None,
         china_processing_share=_r(china / total) if total > 0 else None,
         annual_musd=[_r((data.spend[:, k] * cost).sum()) for k in range(data.n_years)],
-        n_projects=len(rows), n_countries=int(f.loc[rows, "country"].nunique()),
+        n_projects=len(rows), n_countries=len(used),
     )
     return selected, totals
 
@@ -82,6 +86,10 @@ def binding(scenario: Scenario, totals: Totals) -> list[Binding]:
     check("max_projects", scenario.max_projects, totals.n_projects)
     for m, floor in scenario.min_output_t.items():
         check(f"min_output_t.{m}", floor, totals.output_t[m])
+    if scenario.min_weighted_supply is not None:
+        w = scenario.weights()
+        check("min_weighted_supply", scenario.min_weighted_supply,
+              sum(w[m] * totals.output_t[m] for m in w))
     return found
 
 

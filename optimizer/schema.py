@@ -202,6 +202,10 @@ class Scenario(BaseModel):
         None, max_length=3, description="only deals led by these may be chosen (null: all)")
     max_chinese_ownership: Fraction | None = Field(
         None, description="a project whose chinese_ownership exceeds this may not be chosen")
+    min_weighted_supply: Annotated[float, Field(ge=0, le=MAX_FLOOR_TONNES * MAX_WEIGHT,
+                                                allow_inf_nan=False)] | None = Field(
+        None, description="extension: floor on sum_m supply_weights[m] x offtake of m (the "
+        "epsilon-constraint of an NPV-against-supply frontier)")
     objective: Literal["npv", "supply"] = "npv"
     supply_weights: dict[Product, Weight] = Field(
         default_factory=dict,

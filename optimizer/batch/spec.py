@@ -1,0 +1,437 @@
+"""Batch specs (CONTRACT section 6): parse, check and expand them into scenarios.
+
+A spec is ``base`` plus exactly one generator: ``scenarios`` (partial scenarios merged over
+``base``), ``grid`` (the cartesian product of field paths, first path slowest),
+``monte_carlo`` (seeded perturbations of the project data) or ``frontier`` (points of an
+efficient frontier). Expansion is lazy: a 100,000-row grid is an iterator, and its size is
+known before anything is expanded. Every merged scenario is validated like a single one
+before anything is solved; a bad one is an error naming its index and field.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..data import ProjectData, check_scenario_against, scenario_problems
+from ..errors import InputError, Problem
+from ..schema import MINERALS, Scenario, Text
+
+# Objects merged key by key; every other field (lists included) is replaced whole.
+MERGED_OBJECTS = ("min_output_t", "supply_weights", "solver")
+DEFAULT_MAX_ROWS = 100_000
+
+
+def _strict() -> ConfigDict:
+    return ConfigDict(extra="forbid", strict=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Monte Carlo
+# ---------------------------------------------------------------------------------------------
+
+
+class Lognormal(BaseModel):
+    """A lognormal factor: ``median * exp(sigma * z)``, z standard normal (median 1 and sigma
+    0.2 means about +-20 % in one standard deviation)."""
+
+    model_config = _strict()
+    dist: Literal["lognormal"]
+    median: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 1.0
+    sigma: Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)]
+
+    def from_normal(self, z: np.ndarray) -> np.ndarray:
+        return self.median * np.exp(self.sigma * z)
+
+
+class Triangular(BaseModel):
+    """A triangular factor on ``[low, high]`` with its mode at ``mode``."""
+
+    model_config = _strict()
+    dist: Literal["triangular"]
+    low: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+    mode: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+    high: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Triangular:
+        if not (self.low <= self.mode <= self.high) or self.low == self.high:
+            raise ValueError(f"needs low <= mode <= high and low < high, got low {self.low}, "
+                             f"mode {self.mode}, high {self.high}")
+        return self
+
+    def from_normal(self, z: np.ndarray) -> np.ndarray:
+        """Inverse CDF at Phi(z) (so a correlated normal drives it, Gaussian copula)."""
+        from scipy.special import ndtr
+
+        u = ndtr(z)
+        a, c, b = self.low, self.mode, self.high
+        cut = (c - a) / (b - a)
+        left = a + np.sqrt(u * (b - a) * (c - a))
+        right = b - np.sqrt((1 - u) * (b - a) * (b - c))
+        return np.where(u < cut, left, right)
+
+
+Distribution = Annotated[Lognormal | Triangular, Field(discriminator="dist")]
+
+
+class Disruption(BaseModel):
+    """Each draw, every project of a country is unavailable with that country's probability
+    (``countries``, ISO codes) or ``default``."""
+
+    model_config = _strict()
+    default: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    countries: dict[str, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
+        default_factory=dict)
+
+
+class MonteCarloSpec(BaseModel):
+    """N seeded draws that perturb the project data (README: "Monte Carlo")."""
+
+    model_config = _strict()
+    draws: Annotated[int, Field(ge=1)]
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    price: dict[Literal["tantalum", "niobium", "ree"], Distribution] = Field(
+        default_factory=dict,
+        description="per-mineral factor on each project's value (NPV + equity value)")
+    correlation: Annotated[float, Field(gt=-0.5, lt=1, allow_inf_nan=False)] | list[
+        list[float]] | None = Field(
+        None, description="between the minerals' price factors: one coefficient for every "
+        "pair, or a 3x3 matrix in the order tantalum, niobium, ree")
+    capex_overrun: Distribution | None = Field(
+        None, description="per-project factor on equity_value_musd")
+    output: Distribution | None = Field(None, description="per-project factor on every output")
+    disruption: Disruption | None = None
+    reoptimize: bool = Field(True, description="solve every draw (false: only evaluate the "
+                             "base portfolio under each draw)")
+
+    @model_validator(mode="after")
+    def _correlation(self) -> MonteCarloSpec:
+        self.correlation_matrix()  # raises on a bad matrix
+        return self
+
+    def correlation_matrix(self) -> np.ndarray:
+        k = len(MINERALS)
+        c = self.correlation
+        if c is None:
+            return np.eye(k)
+        if isinstance(c, float | int):
+            m = np.full((k, k), float(c))
+            np.fill_diagonal(m, 1.0)
+        else:
+            m = np.array(c, dtype=float)
+            if m.shape != (k, k):
+                raise ValueError(f"a correlation matrix must be {k}x{k} (tantalum, niobium, ree)")
+            if not np.allclose(m, m.T) or not np.allclose(np.diag(m), 1.0):
+                raise ValueError("a correlation matrix must be symmetric with 1 on the diagonal")
+        if np.linalg.eigvalsh(m).min() <= 1e-12:
+            raise ValueError("the correlation matrix is not positive definite")
+        return m
+
+
+# ---------------------------------------------------------------------------------------------
+# frontier
+# ---------------------------------------------------------------------------------------------
+
+
+class BudgetFrontier(BaseModel):
+    """NPV against budget: ``points`` budgets evenly from ``low`` to ``high`` (or ``values``)."""
+
+    model_config = _strict()
+    kind: Literal["budget"]
+    low: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    high: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    points: Annotated[int, Field(ge=2, le=10_000)] = 11
+    values: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> BudgetFrontier:
+        if self.values is None and (self.low is None or self.high is None):
+            raise ValueError("give low and high (and points), or values")
+        if self.values is None and self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+    def budgets(self) -> list[float]:
+        if self.values is not None:
+            return sorted(self.values)
+        return [float(v) for v in np.linspace(self.low, self.high, self.points)]
+
+
+class SupplyFrontier(BaseModel):
+    """NPV against weighted supply (the epsilon-constraint method): the NPV-optimal portfolio's
+    supply and the largest supply possible bound the range; each of ``points`` floors on the
+    weighted supply (``supply_weights`` of the base) is one NPV-maximising scenario."""
+
+    model_config = _strict()
+    kind: Literal["supply"]
+    points: Annotated[int, Field(ge=2, le=10_000)] = 11
+
+
+Frontier = Annotated[BudgetFrontier | SupplyFrontier, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------------------------------------
+# the spec
+# ---------------------------------------------------------------------------------------------
+
+
+class BatchSpec(BaseModel):
+    """CONTRACT section 6. ``projects``: a CSV path (CLI) or rows (HTTP); ``dataset_id``
+    (HTTP) names a stored table; neither: the shipped data."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Text = Field("batch", max_length=200)
+    description: Text | None = Field(None, max_length=2000)
+    base: dict[str, Any]
+    projects: str | list[dict[str, Any]] | None = None
+    dataset_id: str | None = None
+    scenarios: list[dict[str, Any]] | None = None
+    grid: dict[str, list[Any]] | None = None
+    monte_carlo: MonteCarloSpec | None = None
+    frontier: Frontier | None = None
+    diagnose: bool = Field(True, description="diagnose infeasible rows (off: faster)")
+    core_share: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.9, description="robust core: projects chosen in at least this share of rows")
+    exterior_share: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0, description="exterior: projects chosen in at most this share of rows")
+
+    @model_validator(mode="after")
+    def _one_generator(self) -> BatchSpec:
+        given = [k for k in ("scenarios", "grid", "monte_carlo", "frontier")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of scenarios, grid, monte_carlo, frontier; got "
+                             + (", ".join(given) if given else "none"))
+        if self.exterior_share >= self.core_share:
+            raise ValueError("exterior_share must be below core_share")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("scenarios", "grid", "monte_carlo", "frontier")
+                    if getattr(self, k) is not None)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One row to solve: its index, the merged scenario (JSON-ready) and, for Monte Carlo,
+    the draw index (the draw itself is re-made from (seed, index) wherever it is solved)."""
+
+    index: int
+    scenario: dict[str, Any]
+    draw: int | None = None
+    varied: tuple[tuple[str, Any], ...] = ()  # field path -> value, for the flat table
+
+
+# ---------------------------------------------------------------------------------------------
+# field paths and merging
+# ---------------------------------------------------------------------------------------------
+
+
+def _path_ok(path: str) -> str | None:
+    """None if ``path`` names a scenario field (dotted into nested ones), else why not."""
+    parts = path.split(".")
+    head = parts[0]
+    fields = Scenario.model_fields
+    if head not in fields:
+        import difflib
+
+        hint = difflib.get_close_matches(head, sorted(fields), n=1)
+        return f"unknown scenario field {head!r}" + (f" (did you mean {hint[0]!r}?)"
+                                                      if hint else "")
+    if len(parts) == 1:
+        return None
+    if len(parts) > 2:
+        return f"{path!r} goes deeper than any scenario field"
+    key = parts[1]
+    if head in ("min_output_t", "supply_weights"):
+        from ..schema import PRODUCTS
+
+        return None if key in PRODUCTS else f"unknown product {key!r} in {path!r}"
+    if head == "solver":
+        from ..schema import SolverSettings
+
+        return None if key in SolverSettings.model_fields else f"unknown solver option {key!r}"
+    if head == "annual_budget_musd":
+        return None if key.isdigit() else f"{path!r}: plan years are numbered 0, 1, ..."
+    return f"{head!r} has no parts; {path!r} names nothing"
+
+
+def set_path(scenario: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``path`` in a (merged, JSON-ready) scenario dict."""
+    parts = path.split(".")
+    if len(parts) == 1:
+        scenario[path] = copy.deepcopy(value)
+        return
+    head, key = parts
+    if head == "annual_budget_musd":
+        k = int(key)
+        years = list(scenario.get(head) or [])
+        years += [None] * (k + 1 - len(years))
+        years[k] = value
+        scenario[head] = years
+    else:
+        scenario[head] = {**(scenario.get(head) or {}), key: value}
+
+
+def merge(base: Mapping[str, Any], partial: Mapping[str, Any]) -> dict[str, Any]:
+    """``partial`` over ``base``: top-level fields replaced, ``min_output_t``,
+    ``supply_weights`` and ``solver`` merged key by key, lists replaced whole."""
+    out = copy.deepcopy(dict(base))
+    for k, v in partial.items():
+        if k in MERGED_OBJECTS and isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = {**out[k], **copy.deepcopy(dict(v))}
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# checking and expanding
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_spec(raw: Any, *, max_rows: int = DEFAULT_MAX_ROWS) -> BatchSpec:
+    """Validate a spec's shape (not yet its scenarios against data); InputError if bad."""
+    if not isinstance(raw, Mapping):
+        raise InputError("a batch spec must be a JSON object", loc=("spec",))
+    try:
+        spec = BatchSpec.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise InputError(_spec_problems(exc)) from None
+    problems: list[Problem] = []
+    if spec.grid is not None:
+        if not spec.grid:
+            problems.append(Problem(("spec", "grid"), "grid: names no field path"))
+        for path, values in spec.grid.items():
+            why = _path_ok(path)
+            if why:
+                problems.append(Problem(("spec", "grid", path), f"grid: {why}"))
+            if not values:
+                problems.append(Problem(("spec", "grid", path),
+                                        f"grid: {path!r} has an empty value list"))
+    if spec.scenarios is not None and not spec.scenarios:
+        problems.append(Problem(("spec", "scenarios"), "scenarios: the list is empty"))
+    n = row_count(spec)
+    if n > max_rows:
+        problems.append(Problem(("spec", spec.kind),
+                                f"{spec.kind}: {n:,} scenarios is over the cap of {max_rows:,} "
+                                f"(a setting: OPTIMIZER_BATCH_MAX_ROWS or --max-rows)"))
+    if problems:
+        raise InputError(problems)
+    return spec
+
+
+def _spec_problems(exc: ValidationError) -> list[Problem]:
+    out = []
+    for e in exc.errors():
+        loc = tuple(p for p in e["loc"] if p not in ("lognormal", "triangular", "budget",
+                                                     "supply"))
+        path = ".".join(str(p) for p in loc) or "spec"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif "input" in e and not isinstance(e["input"], dict | list):
+            msg += f", got {e['input']!r}"
+        out.append(Problem(("spec", *loc), f"spec field {path!r}: {msg}"))
+    return out
+
+
+def row_count(spec: BatchSpec) -> int:
+    """Rows the spec generates, computed without expanding it."""
+    if spec.scenarios is not None:
+        return len(spec.scenarios)
+    if spec.grid is not None:
+        return math.prod(len(v) for v in spec.grid.values()) if spec.grid else 0
+    if spec.monte_carlo is not None:
+        return spec.monte_carlo.draws
+    f = spec.frontier
+    return len(f.budgets()) if isinstance(f, BudgetFrontier) else f.points
+
+
+def validate_rows(spec: BatchSpec, data: ProjectData) -> None:
+    """Validate every merged scenario (and each against the data) before anything is solved;
+    one InputError naming each bad row's index and field.
+
+    A grid is checked value by value: scenario fields are validated independently of each
+    other, so a grid's product is valid exactly when ``base`` with each single value of each
+    path is (checking 100,000 products one by one would take seconds for nothing)."""
+    problems: list[Problem] = []
+
+    def check(sc: dict[str, Any], where: tuple, label: str) -> None:
+        try:
+            scenario = Scenario.model_validate(sc)
+            check_scenario_against(scenario, data)
+        except ValidationError as exc:
+            problems.extend(Problem((*where, *p.loc[1:]), f"{label}: {p.msg}")
+                            for p in scenario_problems(exc.errors()))
+        except InputError as exc:
+            problems.extend(Problem((*where, *p.loc[1:]), f"{label}: {p.msg}")
+                            for p in exc.problems)
+
+    base = spec.base
+    if spec.scenarios is not None:
+        for i, partial in enumerate(spec.scenarios):
+            if not isinstance(partial, Mapping):
+                problems.append(Problem(("spec", "scenarios", i),
+                                        f"scenarios[{i}]: must be an object"))
+                continue
+            check(merge(base, partial), ("spec", "scenarios", i), f"scenarios[{i}]")
+            if len(problems) >= 50:
+                break
+    elif spec.grid is not None:
+        for path, values in spec.grid.items():
+            for j, v in enumerate(values):
+                sc = merge(base, {})
+                set_path(sc, path, v)
+                check(sc, ("spec", "grid", path, j), f"grid {path!r} value {j} ({v!r})")
+    else:
+        check(merge(base, {}), ("spec", "base"), "base")
+    if problems:
+        raise InputError(problems)
+
+
+def expand(spec: BatchSpec, data: ProjectData | None = None,
+           supply_range: tuple[float, float] | None = None) -> Iterator[Task]:
+    """The spec's rows in generation order (lazily). A supply frontier needs
+    ``supply_range`` = (weighted supply of the NPV optimum, largest weighted supply), which the
+    engine finds with two solves before expanding."""
+    base = spec.base
+    if spec.scenarios is not None:
+        for i, partial in enumerate(spec.scenarios):
+            yield Task(i, merge(base, partial), varied=tuple(sorted(
+                (k, v) for k, v in partial.items() if k not in MERGED_OBJECTS)) + tuple(
+                (f"{k}.{kk}", vv) for k in MERGED_OBJECTS
+                for kk, vv in sorted((partial.get(k) or {}).items())))
+    elif spec.grid is not None:
+        paths = list(spec.grid)
+        for i, combo in enumerate(itertools.product(*spec.grid.values())):
+            sc = merge(base, {})
+            for path, v in zip(paths, combo, strict=True):
+                set_path(sc, path, v)
+            yield Task(i, sc, varied=tuple(zip(paths, combo, strict=True)))
+    elif spec.monte_carlo is not None:
+        sc = merge(base, {})
+        for i in range(spec.monte_carlo.draws):
+            yield Task(i, sc, draw=i)
+    else:
+        f = spec.frontier
+        if isinstance(f, BudgetFrontier):
+            for i, b in enumerate(f.budgets()):
+                sc = merge(base, {"budget_musd": b})
+                yield Task(i, sc, varied=(("budget_musd", b),))
+        else:
+            if supply_range is None:
+                raise ValueError("a supply frontier needs supply_range")
+            lo, hi = supply_range
+            for i, eps in enumerate(np.linspace(lo, hi, f.points)):
+                sc = merge(base, {"objective": "npv", "min_weighted_supply": float(eps)})
+                yield Task(i, sc, varied=(("min_weighted_supply", float(eps)),))
