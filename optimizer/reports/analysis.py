@@ -331,18 +331,26 @@ def _budget(rs: _Resolver, sc: Scenario, result: Result, step: float, st: Analys
         return
     assert out.budget is not None
     points = {p.budget_musd: p for p in out.budget.curve}
+    wanted = [b for k in range(2, st.budget_curve_steps + 1)
+              for b in (b0 - k * step, b0 + k * step)]
+    # a budget with room to spare only starts to cost below what the portfolio spends: add the
+    # two steps there, so the curve shows where cutting the budget begins to bite
+    spend = result.totals.cost_musd
+    below = math.floor(spend / step + 1e-9) * step
+    extra = [b for b in (below, below - step) if b < b0 - st.budget_curve_steps * step]
     try:
-        for k in range(2, st.budget_curve_steps + 1):
-            for b in (b0 - k * step, b0 + k * step):
-                if b > 0 and b not in points:
-                    points[b] = _point(rs, b, base)
+        for b in wanted + extra:
+            if b > 0 and b not in points:
+                points[b] = _point(rs, b, base)
     finally:  # keep what was computed before time ran out
         out.budget.curve = [points[b] for b in sorted(points)]
         _marginals(out.budget)
         lo, hi = out.budget.curve[0].budget_musd, out.budget.curve[-1].budget_musd
-        out.budget.method += (f" The curve re-solves every {step:,.6g} MUSD from {lo:,.6g} to "
-                              f"{hi:,.6g}; each point's marginal is its gain over the point "
-                              f"below, per US$100 M.")
+        out.budget.method += (
+            f" The curve re-solves every {step:,.6g} MUSD from {lo:,.6g} to {hi:,.6g}"
+            + (f" (below {b0 - st.budget_curve_steps * step:,.6g} only the two steps under "
+               f"the portfolio's spend of {spend:,.6g})" if extra else "")
+            + "; each point's marginal is its gain over the point below, per US$100 M.")
 
 
 def _here(result: Result, b0: float) -> BudgetPoint:
