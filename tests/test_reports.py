@@ -81,6 +81,25 @@ def test_budget_value_matches_hand_and_explicit_resolves(tiny_run):
     assert "115" in b.method and "125" in b.method  # says how it was computed
 
 
+def test_budget_curve_reaches_down_to_where_a_cut_starts_to_cost(tiny_opt):
+    """One project at most: A at full stake (cost 100, value 40) out of a budget of 200. The
+    step is 10; below 180 the curve adds 100 (A still whole) and 90 (A at 0.9: 36)."""
+    sc = scenario(budget_musd=200, max_projects=1)
+    r = tiny_opt.solve(sc)
+    assert r.objective == pytest.approx(40.0, abs=1e-6) and r.totals.cost_musd == 100
+    a = analyse(tiny_opt, sc, r, AnalysisSettings(forced_candidates=0, alternatives=0))
+    curve = {p.budget_musd: p for p in a.budget.curve}
+    assert sorted(curve) == [90, 100, 180, 190, 200, 210, 220]
+    assert curve[100].objective == pytest.approx(40.0, abs=1e-6)
+    assert curve[90].objective == pytest.approx(36.0, abs=1e-6)
+    assert curve[100].marginal_per_100_musd == pytest.approx(40.0, abs=1e-4)
+    assert curve[180].marginal_per_100_musd == pytest.approx(0.0, abs=1e-6)
+    for b, p in curve.items():
+        assert p.objective == pytest.approx(fresh_objective(changed(sc, budget_musd=b)),
+                                            abs=1e-6)
+    assert "under the portfolio's spend of 100" in a.budget.method
+
+
 def test_regret_and_forced_match_hand_and_explicit_resolves(tiny_run):
     sc, r, a = tiny_run
     regret = {e.project_id: e for e in a.regrets}
