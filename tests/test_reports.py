@@ -633,3 +633,25 @@ def test_reports_of_a_run_stopped_at_its_time_limit():
            for row in table_rows(wb["Summary"], "KeyFigures")}
     assert key["Best bound"] == pytest.approx(r.best_bound)
     assert key["Gap"] == pytest.approx(r.mip_gap)
+
+
+def test_stored_run_renders_the_same_report_from_json(base_run):
+    """A stored run (result, scenario, rows and analysis as JSON) gives the very report the
+    live objects give, without solving."""
+    import json
+
+    from optimizer.reports.stored import render_stored
+
+    opt, sc, r, a = base_run
+    stored = {k: json.loads(json.dumps(v)) for k, v in {
+        "result": r.model_dump(mode="json"), "scenario": sc.model_dump(mode="json"),
+        "rows": opt.data.records(), "analysis": a.model_dump(mode="json")}.items()}
+    live = render_html(r, sc, opt.data, a, generated="2026-01-01 00:00 UTC")
+    again = render_stored("html", stored["result"], stored["scenario"], stored["rows"],
+                          stored["analysis"], generated="2026-01-01 00:00 UTC")
+    assert again == live
+    wb = openpyxl.load_workbook(io.BytesIO(render_stored(
+        "xlsx", stored["result"], stored["scenario"], stored["rows"], stored["analysis"])))
+    assert wb.sheetnames == SHEETS
+    with pytest.raises(ValueError, match="not the one"):
+        render_stored("html", stored["result"], stored["scenario"], TINY_ROWS, None)
