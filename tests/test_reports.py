@@ -655,3 +655,19 @@ def test_stored_run_renders_the_same_report_from_json(base_run):
     assert wb.sheetnames == SHEETS
     with pytest.raises(ValueError, match="not the one"):
         render_stored("html", stored["result"], stored["scenario"], TINY_ROWS, None)
+
+
+def test_user_text_stays_text(tiny_opt):
+    """A scenario name or description that looks like a formula or markup is shown as text in
+    both reports (no formula injection in Excel, no markup in HTML)."""
+    sc = scenario(name="=HYPERLINK(\"http://x.example\",\"y\")",
+                  description="<script>alert(1)</script> & =1+1", budget_musd=120)
+    r = tiny_opt.solve(sc)
+    html = render_html(r, sc, tiny_opt.data).decode()
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'href="http' not in html
+    raw = render_xlsx(r, sc, tiny_opt.data)
+    wb = openpyxl.load_workbook(io.BytesIO(raw))  # formulas as written, not values
+    cells = [c for ws in wb for row in ws.iter_rows() for c in row
+             if isinstance(c.value, str) and ("HYPERLINK" in c.value or "=1+1" in c.value)]
+    assert cells and all(c.data_type == "s" for c in cells)

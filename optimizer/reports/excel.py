@@ -44,8 +44,11 @@ class _Book:
     """A workbook with the report's cell formats and a table helper."""
 
     def __init__(self, buf: io.BytesIO) -> None:
+        # text from users (scenario names, descriptions, project names) stays text: never a
+        # formula ("=HYPERLINK(...)") or a link
         self.wb = xlsxwriter.Workbook(buf, {"in_memory": True, "strings_to_numbers": False,
-                                            "strings_to_urls": False})
+                                            "strings_to_urls": False,
+                                            "strings_to_formulas": False})
         add = self.wb.add_format
         self.fmt = {k: add({"num_format": v}) for k, v in {
             "musd": MUSD, "pct": PCT, "pct2": PCT2, "t": TONNES, "num2": NUM2, "num3": NUM3,
