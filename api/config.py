@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     default_projects: Path = Field(Path(__file__).resolve().parent.parent / "inputs"
                                    / "projects.csv", description="the default dataset")
     retry_after_s: int = Field(5, ge=1, description="Retry-After when all workers are busy")
+    batch_workers: int = Field(1, ge=1, le=64,
+                               description="worker processes for batches (separate from the "
+                               "interactive solvers, at lower CPU priority)")
+    batch_concurrency: int = Field(1, ge=1, le=16, description="batches run at once")
+    batch_max_rows: int = Field(100_000, ge=1, description="largest batch accepted (rows)")
+    batch_poll_s: float = Field(1.0, gt=0, description="how often queued batches are looked for")
+    batch_heartbeat_s: float = Field(2.0, gt=0, description="a running batch's heartbeat")
+    batch_stale_after_s: float = Field(
+        10.0, gt=0, description="a running batch without a heartbeat this long is resumed "
+        "by another server (its own was killed)")
 
     @property
     def keys(self) -> frozenset[str]:

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     Integer,
     String,
     create_engine,
     event,
     func,
+    or_,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
@@ -73,6 +76,41 @@ class RunRow(Base):
     request_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+class BatchRow(Base):
+    """A batch (CONTRACT section 6): its spec and dataset, progress counters, and who runs it.
+    ``owner`` + ``heartbeat_at``: the server process running it and when it last said so; a
+    running batch whose heartbeat is stale (its server was killed) is taken over."""
+
+    __tablename__ = "batches"
+    batch_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    dataset_id: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict] = mapped_column(JSON)
+    total: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    summary: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+
+
+class BatchResultRow(Base):
+    """One finished row of a batch; (batch_id, idx) is unique, so a row is stored once."""
+
+    __tablename__ = "batch_rows"
+    batch_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))
+    objective: Mapped[float | None] = mapped_column(Float, nullable=True)
+    row: Mapped[dict] = mapped_column(JSON)
+
+
 class SchemaVersion(Base):
     __tablename__ = "schema_version"
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -83,7 +121,11 @@ def _v1(conn) -> None:
     Base.metadata.create_all(conn, tables=[DatasetRow.__table__, RunRow.__table__])
 
 
-MIGRATIONS = [(1, _v1)]
+def _v2(conn) -> None:
+    Base.metadata.create_all(conn, tables=[BatchRow.__table__, BatchResultRow.__table__])
+
+
+MIGRATIONS = [(1, _v1), (2, _v2)]
 
 
 def make_engine(url: str) -> Engine:
@@ -209,3 +251,119 @@ class Store:
             rows = s.scalars(q.order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
                              .limit(limit).offset(offset)).all()
             return list(rows), int(total or 0)
+
+    # batches ----------------------------------------------------------------------------
+    def add_batch(self, *, spec: dict, dataset_id: str, name: str, kind: str,
+                  total: int) -> BatchRow:
+        row = BatchRow(batch_id=uuid.uuid4().hex, created_at=datetime.now(UTC), name=name,
+                       kind=kind, status="queued", dataset_id=dataset_id, spec=spec,
+                       total=total, done=0, failed=0)
+        with self.session() as s:
+            s.add(row)
+            s.commit()
+        return row
+
+    def get_batch(self, batch_id: str) -> BatchRow | None:
+        with self.session() as s:
+            return s.get(BatchRow, batch_id)
+
+    def list_batches(self, limit: int, offset: int) -> tuple[list[BatchRow], int]:
+        with self.session() as s:
+            total = s.scalar(select(func.count()).select_from(BatchRow))
+            rows = s.scalars(select(BatchRow).order_by(BatchRow.created_at.desc(),
+                                                       BatchRow.batch_id.desc())
+                             .limit(limit).offset(offset)).all()
+            return list(rows), int(total or 0)
+
+    def claim_batch(self, owner: str, stale_after_s: float) -> BatchRow | None:
+        """Take the oldest queued batch, or a running one whose server stopped beating
+        (killed); atomic, so two servers never run one batch."""
+        now = datetime.now(UTC)
+        cutoff = now - timedelta(seconds=stale_after_s)
+        claimable = or_(BatchRow.status == "queued",
+                        (BatchRow.status == "running") & (BatchRow.heartbeat_at < cutoff))
+        with self.session() as s:
+            for cand in s.scalars(select(BatchRow.batch_id).where(claimable)
+                                  .order_by(BatchRow.created_at).limit(5)).all():
+                res = s.execute(update(BatchRow).where(BatchRow.batch_id == cand, claimable)
+                                .values(status="running", owner=owner, heartbeat_at=now,
+                                        started_at=func.coalesce(BatchRow.started_at, now)))
+                s.commit()
+                if res.rowcount == 1:
+                    return s.get(BatchRow, cand, populate_existing=True)
+        return None
+
+    def beat(self, batch_id: str, owner: str) -> str | None:
+        """Record that ``owner`` still runs the batch; returns its status (a cancel made
+        elsewhere shows up here)."""
+        with self.session() as s:
+            s.execute(update(BatchRow).where(BatchRow.batch_id == batch_id,
+                                             BatchRow.owner == owner,
+                                             BatchRow.status == "running")
+                      .values(heartbeat_at=datetime.now(UTC)))
+            s.commit()
+            return s.scalar(select(BatchRow.status).where(BatchRow.batch_id == batch_id))
+
+    def add_batch_rows(self, batch_id: str, rows: list[dict]) -> None:
+        """Store finished rows (a row already stored is left alone) and the counters."""
+        values = [{"batch_id": batch_id, "idx": int(r["index"]), "status": r["status"],
+                   "objective": r.get("objective"), "row": r} for r in rows]
+        table = BatchResultRow.__table__
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(table).on_conflict_do_nothing()
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(table).on_conflict_do_nothing()
+        with self.engine.begin() as conn:
+            if values:
+                conn.execute(stmt, values)
+            done, failed = conn.execute(
+                select(func.count(), func.count().filter(table.c.status == "failed"))
+                .where(table.c.batch_id == batch_id)).one()
+            conn.execute(update(BatchRow).where(BatchRow.batch_id == batch_id)
+                         .values(done=done, failed=failed))
+
+    def batch_indices(self, batch_id: str) -> set[int]:
+        t = BatchResultRow.__table__
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(t.c.idx).where(t.c.batch_id == batch_id)).scalars())
+
+    def batch_rows(self, batch_id: str, offset: int = 0, limit: int | None = None,
+                   page: int = 500):
+        """Stored rows in index order, fetched a page at a time (memory stays flat)."""
+        t = BatchResultRow.__table__
+        start, left = offset, limit
+        while left is None or left > 0:
+            n = page if left is None else min(page, left)
+            with self.engine.connect() as conn:
+                got = conn.execute(select(t.c.row).where(t.c.batch_id == batch_id)
+                                   .order_by(t.c.idx).offset(start).limit(n)).scalars().all()
+            yield from got
+            if len(got) < n:
+                return
+            start += len(got)
+            if left is not None:
+                left -= len(got)
+
+    def finish_batch(self, batch_id: str, owner: str, status: str, summary: dict | None,
+                     error: str | None = None) -> None:
+        with self.session() as s:
+            s.execute(update(BatchRow).where(BatchRow.batch_id == batch_id,
+                                             BatchRow.owner == owner,
+                                             BatchRow.status == "running")
+                      .values(status=status, summary=summary, error=error,
+                              finished_at=datetime.now(UTC)))
+            s.commit()
+
+    def cancel_batch(self, batch_id: str) -> BatchRow | None:
+        """Mark a queued or running batch cancelled (its runner stops within a heartbeat);
+        finished rows stay."""
+        with self.session() as s:
+            s.execute(update(BatchRow).where(BatchRow.batch_id == batch_id,
+                                             BatchRow.status.in_(("queued", "running")))
+                      .values(status="cancelled", finished_at=datetime.now(UTC)))
+            s.commit()
+            return s.get(BatchRow, batch_id, populate_existing=True)

@@ -87,3 +87,33 @@ class DatasetPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class BatchAccepted(BaseModel):
+    batch_id: str
+    status: str
+    total: int
+    links: dict[str, str]
+
+
+class BatchStatus(BaseModel):
+    batch_id: str
+    name: str
+    kind: str
+    status: str = Field(description="queued, running, done, cancelled or failed")
+    total: int
+    done: int
+    failed: int
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    dataset_id: str
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class BatchPage(BaseModel):
+    items: list[BatchStatus]
+    total: int
+    limit: int
+    offset: int

@@ -27,6 +27,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="scenario JSON/YAML file (default: inputs/scenarios/base.json)")
     s.add_argument("--format", choices=("json", "table"), default="table",
                    help="json: the result object; table: a readable report (default)")
+    b = sub.add_parser("batch", help="run a batch of what-if scenarios (CONTRACT section 6)")
+    b.add_argument("spec", type=Path, help="batch spec, JSON or YAML")
+    b.add_argument("--projects", type=Path, default=None,
+                   help="candidate projects CSV (default: the spec's projects, else shipped)")
+    b.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: batch-<spec name>); an existing one resumes")
+    b.add_argument("--workers", type=int, default=2,
+                   help="local worker processes (default 2; 0 = in this process)")
+    b.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: "
+                   "$DASK_SCHEDULER_ADDRESS; unset = local workers)")
+    b.add_argument("--chunk-size", type=int, default=None,
+                   help="rows per task (default: chosen from rows and workers)")
+    b.add_argument("--max-rows", type=int, default=None,
+                   help="refuse specs generating more rows (default 100,000 or "
+                   "$OPTIMIZER_BATCH_MAX_ROWS)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
     from .reports.command import add_parser
 
     add_parser(sub)
@@ -39,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         from .reports.command import run
 
         return run(args)
+    if args.command == "batch":
+        return _batch(args)
     try:
         from .data import load_projects, load_scenario
         from .solve import optimize
@@ -61,6 +80,38 @@ def main(argv: list[str] | None = None) -> int:
     if result.status in ("optimal", "feasible"):
         return EXIT_OK
     return EXIT_INFEASIBLE if result.status == "infeasible" else EXIT_ERROR
+
+
+def _batch(args) -> int:
+    """Exit 0 when every scenario has a row (failed rows included), 2 for a bad spec (nothing
+    solved or written), 1 otherwise (e.g. interrupted)."""
+    import json
+    import os
+
+    try:
+        from .batch.runner import run_to_folder
+        from .batch.spec import DEFAULT_MAX_ROWS
+
+        max_rows = args.max_rows or int(os.environ.get("OPTIMIZER_BATCH_MAX_ROWS",
+                                                       DEFAULT_MAX_ROWS))
+        summary = run_to_folder(args.spec, out=args.out, projects=args.projects,
+                                workers=args.workers, scheduler=args.scheduler,
+                                chunk_size=args.chunk_size, max_rows=max_rows,
+                                progress=not args.quiet)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: finished rows are kept; run again with the same --out to resume",
+              file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the CLI's contract is an exit code, not a trace
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    brief = {k: summary.get(k) for k in ("name", "kind", "total", "missing", "by_status",
+                                          "wall_s", "out")}
+    sys.stdout.write(json.dumps(brief, indent=2) + "\n")
+    return EXIT_OK if summary["missing"] == 0 else EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,6 +57,8 @@ class BuiltModel:
     country_rows: dict[str, np.ndarray]  # country -> project rows
     build_s: float
     moved: list[int] = field(default_factory=list)  # rows whose choose bounds differ from 0..1
+    cuts: list[str] = field(default_factory=list)  # names of the no-good cuts now in the model
+    cut_serial: int = 0
 
 
 def _lin(coefs, vars_, extra=()) -> LinearExpression:
@@ -262,11 +264,6 @@ def _build(data: ProjectData, mutable_data: bool = False) -> BuiltModel:
                                                          x[data.requires[j][1]])), 0.0),
         doc="x[p] <= x[q] where p requires q")
 
-    m.cuts = pyo.ConstraintList(
-        doc="no-good cuts: sum_{p in S} (1 - x[p]) + sum_{p not in S} x[p] >= d, each "
-        "excluding a chosen set S (and every set within d - 1 changes of it); empty except "
-        "while a solve excludes portfolios")
-
     # --- objectives (exactly one active) ---------------------------------------------------
     m.npv_obj = pyo.Objective(expr=_lin(np.concatenate([npv, -deal]), sx), sense=pyo.maximize,
                               doc="max sum_p (npv[p] * s[p] - deal_cost[p] * x[p])")
@@ -289,12 +286,21 @@ def add_nogood(built: BuiltModel, chosen: np.ndarray, min_difference: int = 1) -
     m = built.model
     x = [m.choose[p] for p in range(built.data.n)]
     coefs = np.where(chosen, -1.0, 1.0)
-    m.cuts.add((float(min_difference - int(chosen.sum())), _lin(coefs, x), None))
+    built.cut_serial += 1
+    name = f"nogood_{built.cut_serial}"
+    # a component of its own, deleted whole afterwards (re-using a ConstraintList's indices
+    # after clear() puts Pyomo's index out of sync)
+    m.add_component(name, pyo.Constraint(
+        expr=(float(min_difference - int(chosen.sum())), _lin(coefs, x), None),
+        doc="no-good cut: sum_{p in S} (1 - x[p]) + sum_{p not in S} x[p] >= d"))
+    built.cuts.append(name)
 
 
 def clear_cuts(built: BuiltModel) -> None:
     """Remove every no-good cut (the persistent solver drops their rows at its next update)."""
-    built.model.cuts.clear()
+    for name in built.cuts:
+        built.model.del_component(name)
+    built.cuts.clear()
 
 
 def _cap(v: float | None) -> float:

@@ -35,8 +35,6 @@ MAX_MUSD = 1e6  # US$1 trillion, per project or per scenario limit
 MAX_TONNES = 1e7  # t/y per project
 MAX_FLOOR_TONNES = 1e9  # t/y, a scenario's output floor
 MAX_WEIGHT = 1e6  # supply objective weight per tonne
-# presolve 'auto': HiGHS presolve on below this many projects, off from there (bench/README.md)
-PRESOLVE_AUTO_MAX_PROJECTS = 2000
 
 
 @dataclass(frozen=True)
@@ -155,11 +153,11 @@ class SolverSettings(BaseModel):
                                 "and certification), seconds; diagnosis gets the same again")
     mip_gap: float = Field(1e-4, ge=0, le=1, allow_inf_nan=False,
                            description="relative MIP gap at which the search stops")
-    presolve: Literal["auto", "off", "on", "choose"] = Field(
-        "auto",
-        description="HiGHS presolve; 'auto' (default) = 'on' below "
-        f"{PRESOLVE_AUTO_MAX_PROJECTS:,} projects and 'off' from there (measured, "
-        "bench/README.md); 'choose' lets HiGHS decide")
+    presolve: Literal["off", "on", "choose"] = Field(
+        "off",
+        description="HiGHS presolve; 'off' (default) measured faster or level on most "
+        "instance families and 2.5-10x faster from ~3,000 projects (bench/README.md); "
+        "'choose' lets HiGHS decide")
     random_seed: int = Field(0, ge=0, le=2_147_483_647, description="HiGHS random seed")
 
 

@@ -52,6 +52,7 @@ from .highs_backend import FastHighs, highs_threads
 from .model import (
     BuiltModel,
     add_nogood,
+    apply_data,
     apply_scenario,
     build_model,
     choice_bounds,
@@ -59,7 +60,7 @@ from .model import (
     set_choice_bounds,
 )
 from .results import binding, objective_value, portfolio
-from .schema import PRESOLVE_AUTO_MAX_PROJECTS, Provenance, Result, Scenario, SolverInfo
+from .schema import Provenance, Result, Scenario, SolverInfo
 
 # A solve HiGHS calls optimal is reported "optimal" only if its gap is within this; a looser
 # user mip_gap that stopped the search earlier is reported "feasible" (CONTRACT section 4).
@@ -69,6 +70,7 @@ EXACT_TOL = 1e-9
 # Tight HiGHS tolerances for the certification re-solves (defaults: 1e-7 rows, 1e-6 MIP).
 TIGHT_TOL = 1e-9
 MAX_REPAIRS = 20
+FEASIBILITY_JUMP = False  # HiGHS's feasibility-jump heuristic (bench/README.md)
 
 
 def _pkg_version(name: str) -> str:
@@ -105,22 +107,18 @@ class Certified:
     repairs: list[str]  # what certification had to do, in words ([] = nothing)
 
 
-def presolve_for(setting: str, n: int) -> str:
-    """HiGHS's presolve option for a scenario setting ('auto' decides by size: bench/README)."""
-    if setting == "auto":
-        return "on" if n < PRESOLVE_AUTO_MAX_PROJECTS else "off"
-    return setting
-
-
 class Optimizer:
     """A built model for one projects table, re-solvable for any number of scenarios.
 
     Not thread-safe: one Optimizer per worker process (Pyomo has process-wide state).
     """
 
-    def __init__(self, data: ProjectData) -> None:
+    def __init__(self, data: ProjectData, *, mutable_data: bool = False) -> None:
+        """``mutable_data``: build for Monte Carlo, so :meth:`use_data` can move a perturbed
+        table's numbers into the model in place."""
         self.data = data
-        self.built: BuiltModel = build_model(data)
+        self.base_data = data
+        self.built: BuiltModel = build_model(data, mutable_data=mutable_data)
         self._highs: FastHighs | None = None
         self._transfer_s = 0.0
         self.deadline: float | None = None  # monotonic time past which runs are interrupted
@@ -138,12 +136,12 @@ class Optimizer:
             limit = max(1e-3, min(limit, self.deadline - time.monotonic()))
         tol = TIGHT_TOL if exact else None
         options: dict[str, Any] = {
-            "presolve": presolve_for(st.presolve, self.data.n),
+            "presolve": st.presolve,
             "random_seed": st.random_seed,
             "output_flag": False,
-            # Measured on the shipped data: 25 % of a solve's time, never the incumbent
-            # that mattered on our instance families (bench/README.md)
-            "mip_heuristic_run_feasibility_jump": False,
+            # measured (bench/README.md): a quarter of a small solve's time, for incumbents
+            # the other heuristics find anyway on this model class
+            "mip_heuristic_run_feasibility_jump": FEASIBILITY_JUMP,
             # options persist on a HiGHS object: always state both tolerances
             "primal_feasibility_tolerance": tol or 1e-7,
             "mip_feasibility_tolerance": tol or 1e-6,
@@ -178,6 +176,15 @@ class Optimizer:
         return Outcome(termination=termination, has_solution=has,
                        objective=res.incumbent_objective, bound=res.objective_bound,
                        solve_s=highs_s, x=x, s=s)
+
+    def use_data(self, data: ProjectData) -> None:
+        """Solve the next scenarios on ``data``: the base table or a perturbed copy of it
+        (:meth:`ProjectData.perturbed`); its equity values, NPVs and outputs move into the
+        model's mutable coefficients, its unavailable projects into bounds."""
+        if data is not self.data:
+            apply_data(self.built, data)
+            self.data = data
+            self.built.data = data
 
     def hand_over(self) -> None:
         """Hand the built model to HiGHS, once; later runs only move numbers."""
@@ -245,11 +252,15 @@ class Optimizer:
     # -- the library entry point ----------------------------------------------------------
     def solve(self, scenario: Scenario | dict | str | Path, *, diagnose: bool = True,
               exclude_portfolios: Sequence[Collection[str]] = (),
-              min_difference: int = 1) -> Result:
+              min_difference: int = 1,
+              candidates: Sequence[dict[str, float]] = ()) -> Result:
         """Solve ``scenario`` on this table; infeasible scenarios come back diagnosed.
 
         ``exclude_portfolios``: chosen sets (project ids) the answer must differ from, each in
-        at least ``min_difference`` project choices (no-good cuts; for alternatives)."""
+        at least ``min_difference`` project choices (no-good cuts; for alternatives).
+        ``candidates``: portfolios ({project_id: stake}) known from elsewhere, e.g. the
+        previous point of a frontier; one that meets this scenario exactly and beats the
+        search's portfolio is reported instead (a search stopped at its gap may miss it)."""
         sc = load_scenario(scenario)  # validates Scenario objects too
         check_scenario_against(sc, self.data)
         excluded = self._exclusion_masks(exclude_portfolios, min_difference)
@@ -269,6 +280,13 @@ class Optimizer:
             out = cert.outcome
             status = _status(out)
             stakes = cert.stakes or {}
+            if candidates and status in ("optimal", "feasible", "no_solution"):
+                better = self._best_candidate(sc, candidates, stakes if cert.stakes else None)
+                if better is not None:
+                    stakes = better
+                    cert.repairs.append("a given candidate portfolio beat the search's")
+                    if status == "no_solution":
+                        status = "feasible"
             if status in ("optimal", "feasible") and cert.stakes is None:
                 status = "no_solution"  # nothing could be certified in time
             diagnosis = None
@@ -297,7 +315,6 @@ class Optimizer:
                 termination=out.termination.name,
                 options={"time_limit_s": sc.solver.time_limit_s, "mip_gap": sc.solver.mip_gap,
                          "presolve": sc.solver.presolve,
-                         "presolve_used": presolve_for(sc.solver.presolve, self.data.n),
                          "random_seed": sc.solver.random_seed},
                 certification=cert.repairs,
                 wall_s=round(time.monotonic() - t_start, 6)),
@@ -307,6 +324,27 @@ class Optimizer:
                 python_version=platform.python_version()),
             scenario_name=sc.name,
         )
+
+    def _best_candidate(self, sc: Scenario, candidates: Sequence[dict[str, float]],
+                        current: dict[str, float] | None) -> dict[str, float] | None:
+        """The best candidate that meets ``sc`` exactly and beats ``current`` (else None)."""
+        def value(stakes: dict[str, float]) -> float:
+            return objective_value(self.data, sc, portfolio(self.data, stakes)[1])
+
+        best, bar = None, -math.inf if current is None else value(current)
+        for cand in candidates:
+            pos = self.data.positions
+            if any(p not in pos for p in cand):
+                continue
+            gone = self.data.unavailable
+            if gone is not None and any(gone[pos[p]] for p in cand):
+                continue
+            if violations(self.data, sc, cand, rel_tol=EXACT_TOL):
+                continue
+            v = value(cand)
+            if v > bar + 1e-9 * max(1.0, abs(bar)):
+                best, bar = dict(cand), v
+        return best
 
     def _exclusion_masks(self, portfolios: Sequence[Collection[str]], d: int
                          ) -> list[np.ndarray]:
@@ -369,4 +407,4 @@ def optimize(projects: ProjectData | str | Path | pd.DataFrame | list[dict[str, 
     return Optimizer(data).solve(load_scenario(scenario))
 
 
-__all__ = ["Optimizer", "optimize", "Outcome", "SolutionCheckError", "presolve_for"]
+__all__ = ["Optimizer", "optimize", "Outcome", "SolutionCheckError"]

@@ -70,3 +70,25 @@ def test_infeasible_has_diagnosis_and_no_portfolio(tiny_opt):
     assert r.status == "infeasible"
     assert r.objective is None and r.best_bound is None and r.selected == []
     assert r.diagnosis is not None and r.diagnosis.conflicts
+
+
+def test_excluded_portfolios_then_plain_solves_on_one_optimizer(shipped):
+    """No-good cuts come and go on one built model: the next plain solve is the plain optimum
+    again, and each excluded set really is excluded (a Pyomo index bug once broke this)."""
+    opt = Optimizer(shipped)
+    sc = scenario(budget_musd=1600, kabil_budget_musd=500, max_country_share=0.3,
+                  solver={"mip_gap": 1e-6, "time_limit_s": 30})
+    first = opt.solve(sc)
+    seen = [frozenset(p.project_id for p in first.selected)]
+    for _ in range(3):
+        alt = opt.solve(sc, exclude_portfolios=seen)
+        assert alt.status == "optimal"
+        chosen = frozenset(p.project_id for p in alt.selected)
+        assert chosen not in seen
+        assert alt.objective <= first.objective + 1e-6 * abs(first.objective)
+        seen.append(chosen)
+    again = opt.solve(sc)
+    assert again.objective == pytest.approx(first.objective, rel=1e-9)
+    two_apart = opt.solve(sc, exclude_portfolios=seen[:1], min_difference=2)
+    chosen = {p.project_id for p in two_apart.selected}
+    assert len(chosen ^ seen[0]) >= 2

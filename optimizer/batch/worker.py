@@ -1,0 +1,94 @@
+"""What runs in a worker process (local or Dask): a chunk of batch rows on this process's
+built model. Nothing here knows which executor called it."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from ..check import violations
+from ..errors import InputError
+from ..solve import Optimizer
+from .draws import evaluate, make_draw, perturb
+from .spec import MonteCarloSpec, Task
+
+
+@dataclass(frozen=True)
+class ChunkContext:
+    """What every chunk of one batch shares (small, picklable)."""
+
+    diagnose: bool = True
+    monte_carlo: MonteCarloSpec | None = None
+    base_stakes: dict[str, float] | None = None  # Monte Carlo: the unperturbed optimum
+    frontier: bool = False  # pass each point's portfolio on to the next (looser) point
+    deadline_s: float | None = None  # per-row hard limit the executor enforces (info only)
+
+    @property
+    def mutable_data(self) -> bool:
+        return self.monte_carlo is not None
+
+
+def solve_tasks(opt: Optimizer, ctx: ChunkContext, tasks: list[Task]) -> list[dict[str, Any]]:
+    """Solve ``tasks`` in order on ``opt``; one row per task, never an exception."""
+    rows = []
+    previous: dict[str, float] | None = None
+    base = opt.base_data
+    try:
+        for task in tasks:
+            t0 = time.perf_counter()
+            try:
+                row = _solve_one(opt, ctx, task, base, previous)
+            except InputError as exc:  # validated before the batch: should not happen
+                row = _failed(task, f"invalid input: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a failed row, never a failed batch
+                row = _failed(task, f"{type(exc).__name__}: {exc}",
+                              traceback.format_exc(limit=5))
+            row["row_wall_s"] = round(time.perf_counter() - t0, 6)
+            rows.append(row)
+            if ctx.frontier and row.get("status") in ("optimal", "feasible"):
+                previous = {p["project_id"]: p["stake"] for p in row["selected"]}
+    finally:
+        opt.use_data(base)
+    return rows
+
+
+def _solve_one(opt: Optimizer, ctx: ChunkContext, task: Task, base,
+               previous: dict[str, float] | None) -> dict[str, Any]:
+    if task.draw is None:
+        res = opt.solve(task.scenario, diagnose=ctx.diagnose,
+                        candidates=[previous] if previous else ())
+        return {"index": task.index, **res.model_dump(mode="json"), "scenario": task.scenario}
+    mc = ctx.monte_carlo
+    draw = make_draw(mc, base, task.draw)
+    data = perturb(base, draw)
+    opt.use_data(data)
+    from ..data import load_scenario
+
+    sc = load_scenario(task.scenario)
+    row: dict[str, Any] = {"index": task.index}
+    if mc.reoptimize:
+        res = opt.solve(sc, diagnose=ctx.diagnose)
+        row.update(res.model_dump(mode="json"))
+    else:
+        row.update(status="evaluated", objective=None, best_bound=None, mip_gap=None,
+                   selected=[], diagnosis=None)
+    row["scenario"] = task.scenario
+    row["draw"] = draw.summary()
+    if ctx.base_stakes is not None:
+        value = evaluate(data, sc, ctx.base_stakes)
+        broken = violations(data, sc, ctx.base_stakes)
+        held = [p for p in ctx.base_stakes if data.unavailable is not None
+                and data.unavailable[data.positions[p]]]
+        row["base_portfolio"] = {
+            "objective": value,
+            "regret": (row["objective"] - value) if row.get("objective") is not None else None,
+            "meets_limits": not broken, "broken": broken[:5], "disrupted_projects": held}
+    return row
+
+
+def _failed(task: Task, error: str, trace: str | None = None) -> dict[str, Any]:
+    return {"index": task.index, "status": "failed", "objective": None, "best_bound": None,
+            "mip_gap": None, "selected": [], "diagnosis": None, "error": error,
+            "traceback": trace, "scenario": task.scenario}
