@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from ..solve import Optimizer
 
 OK = ("optimal", "feasible")
-SEPARATE_CUT_MODEL = True  # see _Resolver.cut_optimizer
 
 
 class AnalysisSettings(BaseModel):
@@ -187,22 +186,6 @@ class _Resolver:
         self.cache: dict[str, Result | None] = {}
         self.can_exclude_portfolios = (
             "exclude_portfolios" in inspect.signature(opt.solve).parameters)
-        self.extra_builds = 0
-
-    def cut_optimizer(self) -> Optimizer:
-        """The model that solves with no-good cuts. WORKAROUND: with the library as it is
-        (main at e147da6), any solve after one with ``exclude_portfolios`` on the same
-        Optimizer fails inside Pyomo's persistent update (the cut rows are cleared from the
-        model before the solver drops them, and Pyomo cannot name a detached row). So each
-        solve with cuts gets a model of its own, built from the same data, and the run's
-        model stays usable. Set ``SEPARATE_CUT_MODEL = False`` once the library removes the
-        rows from the solver before clearing them."""
-        if not SEPARATE_CUT_MODEL:
-            return self.opt
-        from ..solve import Optimizer
-
-        self.extra_builds += 1
-        return Optimizer(self.opt.data)
 
     def scenario(self, update: dict[str, Any]) -> Scenario:
         solver = self.sc.solver.model_copy(update={"time_limit_s": self.limit_s})
@@ -218,8 +201,7 @@ class _Resolver:
         t0 = time.perf_counter()
         try:
             sc = self.scenario(update)
-            opt = self.cut_optimizer() if kw.get("exclude_portfolios") else self.opt
-            res: Result | None = opt.solve(sc, diagnose=False, **kw)
+            res: Result | None = self.opt.solve(sc, diagnose=False, **kw)
         except (ValueError, RuntimeError):
             # a change the scenario rejects (ValueError), or a portfolio that failed the
             # independent check (SolutionCheckError): never shown, recorded as "error"
@@ -286,10 +268,6 @@ def analyse(opt: Optimizer, scenario: Scenario, result: Result,
             out.notes.append(f"Time budget of {st.time_budget_s:g} s spent: {name} and what "
                              "follows were not (fully) computed.")
             break
-    if rs.extra_builds:
-        out.notes.append(
-            f"The alternatives were solved on {rs.extra_builds} freshly built copies of the "
-            "model (a temporary limitation of the library); their build time is included.")
     out.resolves = rs.count
     out.resolve_s = round(rs.wall, 6)
     out.solver_s = round(rs.solver_s, 6)
