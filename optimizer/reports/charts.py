@@ -170,4 +170,61 @@ def budget_curve(budgets: Sequence[float], objectives: Sequence[float | None], h
         return _svg(fig)
 
 
-__all__ = ["annual", "budget_curve", "offtake", "risk", "stacked_spend"]
+def frontier(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], xlabel: str,
+             ylabel: str, title: str) -> str:
+    """An efficient frontier: one point per solved row, labelled (e.g. with its project
+    count)."""
+    with matplotlib.rc_context(RC):
+        fig = _fig(6.4, 3.0, left=0.9, bottom=0.55)
+        ax = fig.add_subplot()
+        ax.plot(xs, ys, marker="o", color=BAR_COLOUR)
+        for x, y, lab in zip(xs, ys, labels, strict=True):
+            ax.annotate(lab, (x, y), textcoords="offset points", xytext=(0, 6), ha="center",
+                        fontsize=7)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_formatter(_MUSD)
+        ax.yaxis.set_major_formatter(_MUSD)
+        ax.margins(y=0.15)
+        ax.set_title(title)
+        return _svg(fig)
+
+
+def selection(ids: Sequence[str], shares: Sequence[float], core_share: float) -> str:
+    """How often each project is chosen (share of the rows with a portfolio)."""
+    with matplotlib.rc_context(RC):
+        n = max(1, len(ids))
+        fig = _fig(6.4, 0.9 + 0.22 * n, left=2.3, bottom=0.45)
+        ax = fig.add_subplot()
+        y = list(range(len(ids)))[::-1]
+        colours = [KABIL_COLOUR if s >= core_share else BAR_COLOUR for s in shares]
+        ax.barh(y, [s * 100 for s in shares], color=colours, height=0.7)
+        ax.axvline(core_share * 100, color=CAP_COLOUR, linestyle="--", linewidth=1.2)
+        ax.set_yticks(y, ids, fontsize=7)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("% of portfolios that choose it (orange: robust core)")
+        ax.set_title("Selection frequency")
+        return _svg(fig)
+
+
+def histogram(bins: Sequence[tuple[float, float, int]], xlabel: str, title: str,
+              marker: float | None = None, marker_label: str = "") -> str:
+    """A histogram from (low, high, count) bins, with an optional marked value."""
+    with matplotlib.rc_context(RC):
+        fig = _fig(6.4, 2.5, left=0.7, bottom=0.55)
+        ax = fig.add_subplot()
+        for lo, hi, c in bins:
+            ax.bar(lo, c, width=hi - lo, align="edge", color=BAR_COLOUR, edgecolor="white")
+        if marker is not None:
+            ax.axvline(marker, color=CAP_COLOUR, linestyle="--", linewidth=1.2,
+                       label=marker_label)
+            ax.legend(fontsize=8, frameon=False)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("draws")
+        ax.xaxis.set_major_formatter(_MUSD)
+        ax.set_title(title)
+        return _svg(fig)
+
+
+__all__ = ["annual", "budget_curve", "frontier", "histogram", "offtake", "risk", "selection",
+           "stacked_spend"]

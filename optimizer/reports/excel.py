@@ -519,4 +519,170 @@ def render_xlsx(result: Result, scenario: Scenario, data: ProjectData,
     return buf.getvalue()
 
 
-__all__ = ["render_xlsx"]
+
+
+# --- a batch's report -------------------------------------------------------------------------
+
+
+def _numeric(v: Any) -> Any:
+    return v if v is None or isinstance(v, (int, float, str)) else str(v)
+
+
+def render_batch_xlsx(view) -> bytes:
+    """A batch's report (from :func:`optimizer.reports.batch.load_batch`) as an Excel
+    workbook: Summary, Rows, Selection, Frontier (and Distribution for Monte Carlo),
+    Provenance."""
+    from .batch import BatchView
+
+    v: BatchView = view
+    buf = io.BytesIO()
+    book = _Book(buf)
+    f = book.fmt
+    ok = v.ok_rows
+    # Summary ---------------------------------------------------------------------------
+    ws = book.wb.add_worksheet("Summary")
+    _widths(ws, [34, 18, 14, 14, 14, 14, 14, 14, 14])
+    ws.write(0, 0, f"Batch \u201c{v.name}\u201d: {len(v.rows)} rows ({v.kind})", f["title"])
+    if v.description:
+        ws.merge_range(1, 0, 1, 8, v.description, f["wrap"])
+    rows: list[list[Any]] = [["Rows", len(v.rows)]]
+    rows += [[f"Rows {st}", n] for st, n in v.by_status.items()]
+    rows += [["Complete", "yes" if v.complete else "no (the batch has not finished)"]]
+    rc = v.summary.get("robust_core") or {}
+    rows += [[f"Robust core (share >= {rc.get('core_share', 0.9)})", ", ".join(v.core)],
+             ["Borderline projects", len(v.borderline)]]
+    end = book.table(ws, 3, 0, [("Item", None), ("Value", None)], rows, "BatchSummary")
+    ws.freeze_panes(4, 0)
+    quant = [("Best objective per row", v.summary.get("objective"))]
+    bp = v.summary.get("base_portfolio") or {}
+    quant += [("Base portfolio value", bp.get("value")), ("Base portfolio regret",
+                                                          bp.get("regret"))]
+    keys = ["p0", "p5", "p25", "p50", "p75", "p95", "p100", "mean"]
+    qrows = [[label, *(q.get(k) for k in keys)] for label, q in quant if q]
+    if qrows:
+        ws.write(end + 1, 0, "Distribution over the rows", f["h"])
+        book.table(ws, end + 2, 0, [("Measure", None)] + [(k, "num3") for k in keys], qrows,
+                   "Quantiles")
+    # Rows ------------------------------------------------------------------------------
+    ws = book.wb.add_worksheet("Rows")
+    cols: list[tuple[str, str | None]] = [("index", "int"), ("name", None)]
+    cols += [(p, None) for p in v.varied]
+    cols += [("status", None), ("objective", "num3"), ("best_bound", "num3"),
+             ("mip_gap", "pct2"), ("cost_musd", "musd"), ("kabil_musd", "musd"),
+             ("us_musd", "musd"), ("npv_musd", "musd")]
+    cols += [(f"output_t.{m}", "t") for m in v.products]
+    base_cols = v.kind == "monte_carlo"
+    if base_cols:
+        cols += [("base_portfolio.value", "num3"), ("base_portfolio.regret", "num3"),
+                 ("base_portfolio.meets_limits", None)]
+    cols += [("n_projects", "int"), ("selected", None), ("why no portfolio", None)]
+    data = []
+    for r in v.rows:
+        line = [r.index, r.name, *(_numeric(r.varied.get(p)) for p in v.varied), r.status,
+                r.objective, r.best_bound, r.mip_gap, r.cost_musd, r.kabil_musd, r.us_musd,
+                r.npv_musd, *(r.output_t.get(m) for m in v.products)]
+        if base_cols:
+            line += [r.base_value, r.base_regret,
+                     None if r.base_meets_limits is None else
+                     ("yes" if r.base_meets_limits else "no")]
+        line += [len(r.stakes) if r.ok else None, ";".join(r.stakes), r.reason or None]
+        data.append(line)
+    book.table(ws, 0, 0, cols, data, "Rows")
+    _widths(ws, [7, 16] + [14] * len(v.varied) + [10] + [13] * (len(cols) - len(v.varied) - 5)
+            + [60, 60])
+    ws.freeze_panes(1, 1)
+    # Selection -------------------------------------------------------------------------
+    ws = book.wb.add_worksheet("Selection")
+    sel = v.selection
+    book.table(ws, 0, 0, [("project_id", None), ("chosen", "int"), ("share", "pct"),
+                          ("mean_stake", "pct"), ("class", None)],
+               [[s["project_id"], s["chosen"], s["share"], s["mean_stake"], s["class"]]
+                for s in sel], "Selection")
+    _widths(ws, [28, 10, 10, 12, 12])
+    ws.freeze_panes(1, 0)
+    shown = [s for s in sel if s["chosen"] > 0][:30]
+    if shown:
+        ch = _chart(book, "bar", "Selection frequency (share of portfolios found)",
+                    size=(560, 80 + 18 * len(shown)))
+        ch.add_series({"name": "share", "categories": ["Selection", 1, 0, len(shown), 0],
+                       "values": ["Selection", 1, 2, len(shown), 2],
+                       "fill": {"color": "#4c7a8c"}})
+        ch.set_y_axis({"reverse": True})
+        ch.set_x_axis({"min": 0, "max": 1, "num_format": "0%"})
+        ch.set_legend({"none": True})
+        ws.insert_chart(0, 6, ch)
+    # Frontier --------------------------------------------------------------------------
+    ws = book.wb.add_worksheet("Frontier")
+    path = v.varied[0] if v.varied else None
+    pts = sorted((r for r in ok if path and isinstance(r.varied.get(path), (int, float))
+                  and r.objective is not None), key=lambda r: r.varied[path])
+    title = ("The efficient frontier" if v.kind == "frontier"
+             else f"Objective against {path}" if path else "Objective")
+    ws.write(0, 0, title, f["title"])
+    ws.freeze_panes(3, 0)
+    if v.kind != "frontier":
+        ws.write(1, 0, "This batch is not a frontier: each row's objective against the first "
+                       "field it varies.", f["note"])
+    if pts:
+        book.table(ws, 2, 0, [(path, "num3"), ("index", "int"), ("objective", "num3"),
+                              ("cost_musd", "musd"), ("n_projects", "int"),
+                              ("portfolio", None)],
+                   [[r.varied[path], r.index, r.objective, r.cost_musd, len(r.stakes),
+                     "; ".join(f"{p} {s:.0%}" for p, s in r.stakes.items())] for r in pts],
+                   "Frontier")
+        _widths(ws, [16, 8, 14, 14, 10, 100])
+        ch = _chart(book, "scatter", title, "straight_with_markers")
+        ch.add_series({"name": "objective", "categories": ["Frontier", 3, 0, 2 + len(pts), 0],
+                       "values": ["Frontier", 3, 2, 2 + len(pts), 2],
+                       "marker": {"type": "circle"}, "line": {"color": "#4c7a8c"}})
+        ch.set_x_axis({"name": path, "num_format": "#,##0"})
+        ch.set_y_axis({"name": "objective", "num_format": "#,##0"})
+        ch.set_legend({"none": True})
+        ws.insert_chart(4 + len(pts), 0, ch)
+    else:
+        ws.write(2, 0, "No row with a portfolio and a numeric varied field.")
+    # Distribution (Monte Carlo) ---------------------------------------------------------
+    if v.kind == "monte_carlo":
+        ws = book.wb.add_worksheet("Distribution")
+        ws.write(0, 0, "Across the draws", f["title"])
+        ws.freeze_panes(3, 0)
+        col = 0
+        for label, values, name in (
+                ("Best NPV per draw", [r.objective for r in ok], "ObjectiveBins"),
+                ("Regret of the base portfolio", [r.base_regret for r in v.rows], "RegretBins")):
+            bins = v.histogram([x for x in values if x is not None])
+            if not bins:
+                continue
+            ws.write(1, col, label, f["h"])
+            book.table(ws, 2, col, [("from", "num3"), ("to", "num3"), ("draws", "int")],
+                       [list(b) for b in bins], name)
+            ch = _chart(book, "column", label)
+            ch.add_series({"name": "draws",
+                           "categories": ["Distribution", 3, col, 2 + len(bins), col],
+                           "values": ["Distribution", 3, col + 2, 2 + len(bins), col + 2],
+                           "fill": {"color": "#4c7a8c"}, "gap": 10})
+            ch.set_x_axis({"num_format": "#,##0"})
+            ch.set_legend({"none": True})
+            ws.insert_chart(4 + len(bins), col, ch)
+            col += 9
+    # Provenance ------------------------------------------------------------------------
+    ws = book.wb.add_worksheet("Provenance")
+    _widths(ws, [30, 100])
+    prov = [["Dataset SHA-256", v.dataset_sha256], ["Spec SHA-256", v.spec_sha256],
+            ["Folder", str(v.folder)], ["Kind", v.kind],
+            ["Spec (JSON)", json.dumps(v.spec, sort_keys=True, default=str)]]
+    prov += [[f"summary.{k}", json.dumps(val, default=str) if not isinstance(
+        val, (int, float, str)) else val] for k, val in v.summary.items()
+        if k in ("wall_s", "workers", "chunk_size", "resumed_rows", "status")]
+    book.table(ws, 0, 0, [("Item", None), ("Value", "wrap")], prov, "Provenance")
+    ws.freeze_panes(1, 0)
+    for sheet in book.wb.worksheets():
+        sheet.set_paper(9)
+        sheet.set_landscape()
+        sheet.fit_to_pages(1, 0)
+        sheet.repeat_rows(0)
+    book.wb.close()
+    return buf.getvalue()
+
+
+__all__ = ["render_batch_xlsx", "render_xlsx"]

@@ -6,9 +6,11 @@ A4. Rendered by Jinja2 from ``templates/run.html.j2``; everything it says comes 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from ..data import ProjectData
@@ -44,11 +46,24 @@ def environment() -> Environment:
         env.filters.update(money=money, num=num, pct=pct, signed=signed,
                            product_name=product_name, product_unit=product_unit,
                            product_short=product_short,
-                           partner_short=lambda p: PARTNER_SHORT.get(p, p),
+                           partner_short=lambda p: PARTNER_SHORT.get(p, p), val=value_text,
                            country_name=country_name,
                            partner_name=lambda p: PARTNER_NAMES.get(p, p))
         _ENV = env
     return _ENV
+
+
+def value_text(v: Any) -> str:
+    """A varied field's value for a table cell: numbers to 6 significant digits."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:,.6g}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
 
 
 def _groups(fx: Facts, key: str) -> tuple[list[str], list[float], list[float]]:
@@ -138,4 +153,92 @@ def render_html(result: Result, scenario: Scenario, data: ProjectData,
     return html.encode("utf-8")
 
 
-__all__ = ["chart_svgs", "environment", "render_html"]
+
+
+# --- a batch's report -------------------------------------------------------------------------
+
+KIND_WORDS = {"scenarios": "what-if scenarios", "grid": "a grid of scenarios",
+              "monte_carlo": "Monte-Carlo draws of the project data",
+              "frontier": "points of an efficient frontier"}
+SELECTION_CHART_MAX = 30  # projects in the selection chart
+
+
+def batch_context(view, generated: str | None = None) -> dict[str, Any]:
+    """Everything the batch template shows (charts drawn here)."""
+    from .batch import BatchView
+
+    v: BatchView = view
+    charts_out: list[dict[str, str]] = []
+    ok = v.ok_rows
+    fk = v.frontier_kind
+    if fk is not None and ok:
+        path = v.varied[0]
+        pts = sorted((r for r in ok if r.varied.get(path) is not None),
+                     key=lambda r: r.varied[path])
+        xlabel = ("total budget, US$ M" if fk == "budget"
+                  else "weighted supply floor (t/y x weight)")
+        charts_out.append(dict(
+            id="chart-frontier", title="The efficient frontier",
+            caption="Each point is the best NPV at that " + (
+                "budget" if fk == "budget" else "floor on weighted supply")
+            + "; the label is its number of projects. The portfolios are in the table below.",
+            svg=charts.frontier([r.varied[path] for r in pts], [r.objective for r in pts],
+                                [str(len(r.stakes)) for r in pts], xlabel, "NPV, US$ M",
+                                "NPV against " + ("budget" if fk == "budget"
+                                                  else "weighted supply")),
+        ))
+    if v.kind == "monte_carlo" and ok:
+        objs = [r.objective for r in ok if r.objective is not None]
+        charts_out.append(dict(
+            id="chart-objective", title="Objective across the draws",
+            caption="The best NPV in each draw, re-optimised for that draw's data.",
+            svg=charts.histogram(v.histogram(objs), "NPV, US$ M",
+                                 "Best NPV per draw (re-optimised)",
+                                 float(np.median(objs)) if objs else None, "median")))
+        regrets = [r.base_regret for r in v.rows if r.base_regret is not None]
+        if regrets:
+            charts_out.append(dict(
+                id="chart-regret", title="Regret of the base portfolio",
+                caption="How much NPV the base case's portfolio, held fixed, loses against the "
+                "best portfolio of each draw.",
+                svg=charts.histogram(v.histogram(regrets), "regret, US$ M",
+                                     "Regret of the base portfolio per draw", 0.0, "no regret")))
+    sel = [s for s in v.selection if s["chosen"] > 0][:SELECTION_CHART_MAX]
+    core_share = float((v.summary.get("robust_core") or {}).get("core_share", 0.9))
+    if sel:
+        charts_out.append(dict(
+            id="chart-selection", title="Selection frequency",
+            caption=f"Share of the {len(ok)} portfolios found that back each project "
+            f"(the {len(sel)} most chosen); dashed: the robust-core threshold "
+            f"{core_share:.0%}.",
+            svg=charts.selection([s["project_id"] for s in sel], [s["share"] for s in sel],
+                                 core_share)))
+    shown = v.side_by_side()
+    ids: list[str] = []
+    order = {s["project_id"]: i for i, s in enumerate(v.selection)}
+    for r in shown:
+        ids += [p for p in r.stakes if p not in ids]
+    ids.sort(key=lambda p: order.get(p, len(order)))
+    frontier_rows = []
+    if fk is not None:
+        path = v.varied[0]
+        frontier_rows = sorted(v.rows, key=lambda r: (r.varied.get(path) is None,
+                                                      r.varied.get(path) or 0))
+    objs = [r.objective for r in ok if r.objective is not None]
+    return dict(
+        v=v, kind_words=KIND_WORDS.get(v.kind, v.kind), charts=charts_out, shown=shown,
+        shown_ids=ids, frontier_rows=frontier_rows, core_share=core_share,
+        objective_range=(min(objs), float(np.median(objs)), max(objs)) if objs else None,
+        spec_json=json.dumps(v.spec, indent=2, default=str),
+        generated=generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+def render_batch_html(view, *, generated: str | None = None) -> bytes:
+    """A batch's report (from :func:`optimizer.reports.batch.load_batch`) as one
+    self-contained HTML document."""
+    html = environment().get_template("batch.html.j2").render(**batch_context(view, generated))
+    return html.encode("utf-8")
+
+
+__all__ = ["batch_context", "chart_svgs", "environment", "render_batch_html", "render_html"]
