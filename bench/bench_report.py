@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--cli", type=int, default=3, help="end-to-end CLI runs (0: none)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--batch-rows", type=int, default=0,
+                    help="also time the report of a batch of this many rows (0: none)")
     args = ap.parse_args()
 
     t = time.perf_counter()
@@ -97,12 +99,54 @@ def main() -> None:
     if cli:
         print(f"CLI 'report --format html' end to end: min {min(cli):.2f} s  median "
               f"{statistics.median(cli):.2f} s  (x{len(cli)})")
+    batch = batch_bench(args.batch_rows) if args.batch_rows else None
     if args.json:
-        args.json.write_text(json.dumps({
+        args.json.write_text(json.dumps({"batch": batch,
             "scenario": sc.name, "projects": data.n, "imports_library_s": imp_lib,
             "imports_report_s": imp_rep, "build_s": build, "solve_s": solve, "runs": runs,
             "cli_s": cli, "python": platform.python_version(), "machine": platform.machine(),
         }, indent=2))
+
+
+def batch_bench(n: int) -> dict:
+    """A real 20-draw Monte-Carlo batch on the shipped data (base scenario), its rows
+    replicated to ``n`` (new indices, same content: the size of a real n-row folder), then the
+    report read from the folder and rendered, timed."""
+    from optimizer.batch.runner import run_to_folder
+    from optimizer.reports.batch import load_batch
+    from optimizer.reports.excel import render_batch_xlsx
+    from optimizer.reports.html import render_batch_html
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = json.loads((ROOT / "inputs" / "scenarios" / "base.json").read_text())
+        spec = Path(tmp) / "spec.json"
+        spec.write_text(json.dumps({"name": "bench", "base": base, "monte_carlo": {
+            "draws": 20, "seed": 1, "price": {"ree": {"dist": "lognormal", "sigma": 0.3}},
+            "capex_overrun": {"dist": "triangular", "low": 0.9, "mode": 1.0, "high": 1.5}}}))
+        out = Path(tmp) / "out"
+        run_to_folder(spec, out=out, workers=0, progress=False)
+        lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines() if x]
+        with (out / "results.jsonl").open("w") as fh:
+            for i in range(n):
+                fh.write(json.dumps({**lines[i % len(lines)], "index": i}) + "\n")
+        summary = json.loads((out / "summary.json").read_text())
+        summary["total"] = n
+        (out / "summary.json").write_text(json.dumps(summary))
+        size = (out / "results.jsonl").stat().st_size
+        t0 = time.perf_counter()
+        view = load_batch(out)
+        t1 = time.perf_counter()
+        xlsx = render_batch_xlsx(view)
+        t2 = time.perf_counter()
+        html = render_batch_html(view)
+        t3 = time.perf_counter()
+    res = {"rows": n, "jsonl_mb": size / 1e6, "load_s": t1 - t0, "xlsx_s": t2 - t1,
+           "xlsx_total_s": t2 - t0, "html_s": t3 - t2, "xlsx_mb": len(xlsx) / 1e6,
+           "html_mb": len(html) / 1e6}
+    print(f"batch of {n:,} rows ({res['jsonl_mb']:.0f} MB of results.jsonl): load "
+          f"{res['load_s']:.2f} s, Excel {res['xlsx_s']:.2f} s ({res['xlsx_mb']:.1f} MB; "
+          f"load + Excel {res['xlsx_total_s']:.2f} s), HTML {res['html_s']:.2f} s")
+    return res
 
 
 if __name__ == "__main__":

@@ -304,7 +304,7 @@ class Page(HTMLParser):
             self.table = a.get("id", "")
         if tag == "tr":
             self.row = a.get("data-project") or a.get("data-field") or a.get("data-budget") \
-                or a.get("data-alt") or ""
+                or a.get("data-alt") or a.get("data-index") or ""
         if tag in ("td", "span", "strong", "code") and "data-value" in a and a["data-value"]:
             key = (self.table, self.row, a.get("data-col") or a.get("id", ""))
             self.cells[key] = float(a["data-value"])

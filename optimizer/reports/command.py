@@ -1,10 +1,11 @@
 """``python -m optimizer report``: solve one run and write its report (CONTRACT section 7).
 
     python -m optimizer report [--projects CSV] [--scenario FILE] --format html|xlsx --out PATH
+    python -m optimizer report --batch DIR --format html|xlsx --out PATH
 
 Exit codes as ``solve``: 0 optimal/feasible, 3 infeasible (the report of the infeasible run is
-still written), 2 bad input (message on stderr), 1 anything else. A short summary goes to
-stdout.
+still written), 2 bad input (message on stderr), 1 anything else. A batch's report: 0
+written, 2 not a batch folder. A short summary goes to stdout.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--scenario", type=Path, default=None,
                    help="scenario JSON/YAML file (default: inputs/scenarios/base.json)")
     r.add_argument("--batch", type=Path, default=None, metavar="DIR",
-                   help="report of a batch from its output folder (needs the batch engine)")
+                   help="report of a batch from its output folder ('batch SPEC --out DIR')")
     r.add_argument("--format", choices=("html", "xlsx"), required=True,
                    help="html: one self-contained page; xlsx: an Excel workbook")
     r.add_argument("--out", type=Path, required=True, help="file to write")
@@ -40,16 +41,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_INFEASIBLE, EXIT_OK
 
-    if args.batch is not None:
-        print("error: batch reports (--batch) need the batch engine of issue 8, which this "
-              "version does not have yet; report one run with --projects/--scenario",
-              file=sys.stderr)
-        return EXIT_ERROR
     out: Path = args.out
     if not out.parent.exists() or out.is_dir():
         print(f"error: --out {str(out)!r}: " + ("is a directory" if out.is_dir() else
               f"folder {str(out.parent)!r} does not exist"), file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.batch is not None:
+        if args.projects is not None or args.scenario is not None:
+            print("error: --batch reports a batch's output folder; --projects and --scenario "
+                  "do not apply to it", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return _batch(args.batch, args.format, out)
     try:
         from ..data import DEFAULT_SCENARIO, load_projects, load_scenario
         from ..solve import Optimizer
@@ -90,6 +92,40 @@ def run(args: argparse.Namespace) -> int:
     if result.status in ("optimal", "feasible"):
         return EXIT_OK
     return EXIT_INFEASIBLE if result.status == "infeasible" else EXIT_ERROR
+
+
+def _batch(folder: Path, fmt: str, out: Path) -> int:
+    """The report of a batch from its output folder: 0 written, 2 not a batch folder."""
+    from ..cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
+    from .batch import load_batch
+
+    try:
+        view = load_batch(folder)
+        if fmt == "html":
+            from .html import render_batch_html
+
+            body = render_batch_html(view)
+        else:
+            from .excel import render_batch_xlsx
+
+            body = render_batch_xlsx(view)
+        _write(out, body)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"error: cannot write {str(out)!r}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - the CLI's contract is an exit code, not a trace
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    counts = ", ".join(f"{n} {st}" for st, n in view.by_status.items())
+    sys.stdout.write(f"Batch {view.name!r}: {len(view.rows)} rows ({counts})"
+                     + ("" if view.complete else "; the batch has not finished") + ".\n")
+    if view.selection:
+        sys.stdout.write("Robust core: " + (", ".join(view.core) or "none") + ".\n")
+    sys.stdout.write(f"Report written to {out} ({len(body):,} bytes).\n")
+    return EXIT_OK
 
 
 def _write(path: Path, body: bytes) -> None:
