@@ -93,6 +93,50 @@ def test_report_renders_in_chromium(report_file, tmp_path):
         assert abs(float(w) - 595.3) < 2 and abs(float(h) - 841.9) < 2, (w, h)
 
 
+def test_batch_report_renders_in_chromium(tmp_path):
+    """A frontier batch's report: loads cleanly, its charts render, it prints."""
+    import json
+
+    import pandas as pd
+    from playwright.sync_api import sync_playwright
+
+    from optimizer.batch.runner import run_to_folder
+    from optimizer.reports.batch import load_batch
+    from optimizer.reports.html import render_batch_html
+
+    from .conftest import TINY_ROWS
+
+    csv_path = tmp_path / "projects.csv"
+    pd.DataFrame(TINY_ROWS).to_csv(csv_path, index=False)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"name": "frontier", "base": {"budget_musd": 120},
+                                "frontier": {"kind": "budget", "low": 60, "high": 300,
+                                             "points": 4}}))
+    run_to_folder(spec, out=tmp_path / "out", projects=csv_path, workers=0, progress=False)
+    page_file = tmp_path / "batch.html"
+    page_file.write_bytes(render_batch_html(load_batch(tmp_path / "out")))
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            page = ctx.new_page()
+            page.on("console", lambda m: problems.append(m.text)
+                    if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("request", lambda r: problems.append(r.url)
+                    if r.url != page_file.as_uri() else None)
+            page.goto(page_file.as_uri(), wait_until="load")
+            sizes = page.evaluate("""() => Array.from(document.querySelectorAll('figure svg'))
+                .map(s => [s.getBoundingClientRect().width, s.getBoundingClientRect().height])""")
+            pdf = page.pdf(format="A4")
+        finally:
+            ctx.close()
+    assert problems == []
+    assert len(sizes) >= 2 and all(w > 200 and h > 80 for w, h in sizes)
+    assert pdf[:5] == b"%PDF-"
+
+
 def test_skip_reason_names_chromium(monkeypatch):
     """Where chromium is absent the skip says so (checked here by pretending)."""
     monkeypatch.setattr(f"{__name__}.CHROMIUM", Path("/nonexistent/chromium"))
