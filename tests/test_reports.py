@@ -208,6 +208,9 @@ def test_tiny_alternatives_are_the_next_best_distinct_portfolios(tiny_opt, tiny_
     # {A,B} = 44, {B,C} = 42.5; then only the empty set differs from all three in 2 choices
     assert got == [(["A", "B"], 44.0), (["B", "C"], 42.5)]
     assert "outside" in a.alternatives_note
+    # A 55 -> 60, B 0 -> 60, C 65 -> 0: 65 moved; then A 55 -> 0, B 0 -> 60, C 65 -> 60: 60
+    assert [alt.moved_musd for alt in a.alternatives] == pytest.approx([65.0, 60.0])
+    check_alternatives(tiny_opt, sc, r, a)
 
 
 def test_the_model_still_solves_after_an_analysis_with_alternatives(tiny_opt, tiny_run):
@@ -232,6 +235,17 @@ def check_alternatives(opt: Optimizer, sc, r, a: Analysis) -> None:
         for other in sets:
             assert len(here ^ other) >= st.min_difference
         assert alt.added == sorted(here - sets[0]) and alt.dropped == sorted(sets[0] - here)
+        # money moved, recomputed from the data: the larger of spend added and spend removed
+        cost = dict(zip(opt.data.frame["project_id"], opt.data.col("equity_value_musd"),
+                        strict=True))
+        deal = dict(zip(opt.data.frame["project_id"], opt.data.col("deal_cost_musd"),
+                        strict=True))
+        base = {p.project_id: p.stake for p in r.selected}
+        delta = [(cost[p] * alt.stakes.get(p, 0) + deal[p] * (p in alt.stakes))
+                 - (cost[p] * base.get(p, 0) + deal[p] * (p in base))
+                 for p in set(base) | set(alt.stakes)]
+        assert alt.moved_musd == pytest.approx(max(sum(d for d in delta if d > 0),
+                                                   -sum(d for d in delta if d < 0)), abs=1e-6)
         sets.append(here)
     assert len(a.alternatives) <= st.alternatives
 
@@ -404,6 +418,8 @@ def test_html_sensitivity_and_alternatives_equal_the_analysis(base_run, base_htm
     for alt in a.alternatives:
         assert page.cells["alternatives-table", str(alt.rank), "objective"] == pytest.approx(
             alt.objective)
+        assert page.cells["alternatives-table", str(alt.rank), "moved_musd"] == pytest.approx(
+            alt.moved_musd)
     why = page.words("why")
     assert f"{a.resolves} re-solves" in why and "How:" in why
     sure = page.words("sure")

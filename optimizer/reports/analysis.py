@@ -130,6 +130,9 @@ class Alternative(BaseModel):
     added: list[str]
     dropped: list[str]
     totals: Totals
+    moved_musd: float = Field(
+        0.0, description="money that changes projects or stakes: the larger of the spend it "
+        "adds and the spend it removes, project by project, against the optimum")
 
 
 class Analysis(BaseModel):
@@ -498,6 +501,15 @@ def _forced(rs: _Resolver, opt: Optimizer, sc: Scenario, result: Result, chosen:
     out.forced.sort(key=lambda e: (e.loss is None, e.loss or 0.0))
 
 
+def _moved(a: Result, b: Result) -> float:
+    """The larger of the spend ``b`` adds and the spend it removes against ``a``, project by
+    project (US$ M that would go somewhere else)."""
+    ca = {p.project_id: p.cost_musd for p in a.selected}
+    cb = {p.project_id: p.cost_musd for p in b.selected}
+    diff = [cb.get(p, 0.0) - ca.get(p, 0.0) for p in set(ca) | set(cb)]
+    return max(sum(d for d in diff if d > 0), -sum(d for d in diff if d < 0))
+
+
 def _alternatives(rs: _Resolver, sc: Scenario, result: Result, chosen: set[str],
                   st: AnalysisSettings, out: Analysis) -> None:
     base = result.objective
@@ -507,7 +519,10 @@ def _alternatives(rs: _Resolver, sc: Scenario, result: Result, chosen: set[str],
         f"alternative already found, each new portfolio differing from all of them in at least "
         f"{st.min_difference} project choices; each is the best such portfolio. Kept while the "
         f"objective is within {st.alternative_slack:.1%} of the optimum (>= {floor:,.6g}); "
-        f"at most {st.alternatives}.")
+        f"at most {st.alternatives}. Money moved: the larger of the spend an alternative adds "
+        "and the spend it removes, project by project. For portfolios without one of the "
+        "large projects, see the regret table: each of its rows is the best portfolio without "
+        "that project.")
     if st.alternatives == 0:
         return
     if not rs.can_exclude_portfolios:
@@ -537,7 +552,7 @@ def _alternatives(rs: _Resolver, sc: Scenario, result: Result, chosen: set[str],
             rank=len(out.alternatives) + 1, status=res.status, objective=obj, loss=loss,
             loss_pct=_loss_pct(loss, base), stakes=picked,
             added=sorted(set(picked) - chosen), dropped=sorted(chosen - set(picked)),
-            totals=res.totals))
+            totals=res.totals, moved_musd=_moved(result, res)))
         found.append(sorted(picked))
     out.alternatives_note = (f"The {st.alternatives} best portfolios meeting the rule are "
                              "shown; more may exist within the slack.")

@@ -385,29 +385,30 @@ def _alternatives(book: _Book, fx: Facts) -> None:
     ws = book.wb.add_worksheet("Alternatives")
     f = book.fmt
     a = fx.analysis
-    _widths(ws, [24, 14, 14, 12, 14, 14, 14, 10, 10, 50, 50])
+    _widths(ws, [24, 14, 14, 12, 14, 14, 14, 10, 10, 14, 50, 50])
     ws.write(0, 0, "The nearest alternative portfolios", f["title"])
     ws.freeze_panes(1, 0)
     if a is None or not fx.solved:
         ws.write(2, 0, "Not computed for this run." if fx.solved
                  else "No portfolio: no alternatives.")
         return
-    ws.merge_range(1, 0, 1, 10, "How: " + a.alternatives_method, f["note"])
-    ws.set_row(1, 45)
-    ws.merge_range(2, 0, 2, 10, a.alternatives_note, f["note"])
+    ws.merge_range(1, 0, 1, 11, "How: " + a.alternatives_method, f["note"])
+    ws.set_row(1, 60)
+    ws.merge_range(2, 0, 2, 11, a.alternatives_note, f["note"])
     t, r = fx.result.totals, fx.result
     rows = [["Recommended", r.objective, 0.0, 0.0, t.cost_musd, t.kabil_musd, t.us_musd,
-             t.n_projects, t.n_countries, "", ""]]
+             t.n_projects, t.n_countries, 0.0, "", ""]]
     rows += [[f"Alternative {alt.rank}", alt.objective, alt.loss, alt.loss_pct,
               alt.totals.cost_musd, alt.totals.kabil_musd, alt.totals.us_musd,
-              alt.totals.n_projects, alt.totals.n_countries, ", ".join(alt.added),
-              ", ".join(alt.dropped)] for alt in a.alternatives]
+              alt.totals.n_projects, alt.totals.n_countries, alt.moved_musd,
+              ", ".join(alt.added), ", ".join(alt.dropped)] for alt in a.alternatives]
     top = 4
     row = book.table(ws, top, 0, [("Portfolio", None), ("Objective", "num3"),
                                   ("Below optimum", "num3"), ("Below optimum %", "pct2"),
                                   ("Cost (US$ M)", "musd"), ("KABIL (US$ M)", "musd"),
                                   ("US partners (US$ M)", "musd"), ("Projects", "int"),
-                                  ("Countries", "int"), ("Adds", None), ("Drops", None)],
+                                  ("Countries", "int"), ("Money moved (US$ M)", "musd"),
+                                  ("Adds", None), ("Drops", None)],
                      rows, "Alternatives")
     if a.alternatives:
         ch = _chart(book, "column", "Objective of the recommended portfolio and alternatives")
