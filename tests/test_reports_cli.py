@@ -74,12 +74,6 @@ def test_bad_input_exit_2_and_no_file(tiny_csv, tmp_path):
     assert p.returncode == 2 and "invalid choice" in p.stderr
 
 
-def test_batch_report_says_it_is_not_available_yet(tmp_path):
-    p = run("report", "--batch", str(tmp_path), "--format", "html",
-            "--out", str(tmp_path / "b.html"))
-    assert p.returncode == 1 and "batch" in p.stderr
-
-
 def test_report_of_the_shipped_base_run(tmp_path):
     out = tmp_path / "base.html"
     p = run("report", "--format", "html", "--out", str(out))
