@@ -227,6 +227,7 @@ def batch_context(view, generated: str | None = None) -> dict[str, Any]:
     objs = [r.objective for r in ok if r.objective is not None]
     return dict(
         v=v, kind_words=KIND_WORDS.get(v.kind, v.kind), charts=charts_out, shown=shown,
+        unit={"monte_carlo": "draw", "frontier": "point"}.get(v.kind, "scenario"),
         shown_ids=ids, frontier_rows=frontier_rows, core_share=core_share,
         objective_range=(min(objs), float(np.median(objs)), max(objs)) if objs else None,
         spec_json=json.dumps(v.spec, indent=2, default=str),
