@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     batch_stale_after_s: float = Field(
         10.0, gt=0, description="a running batch without a heartbeat this long is resumed "
         "by another server (its own was killed)")
+    dataset_cache_dir: Path | None = Field(
+        None, description="where datasets are written once for the workers to read "
+        "(default: a private temporary directory, removed at shutdown)")
 
     @property
     def keys(self) -> frozenset[str]:

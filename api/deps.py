@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 
 from .config import Settings
 from .db import Store
-from .pool import WorkerPool
+from .pool import SolverPool
 from .problems import Problem
 
 
@@ -21,7 +21,7 @@ def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_pool(request: Request) -> WorkerPool:
+def get_pool(request: Request) -> SolverPool:
     return request.app.state.pool
 
 
@@ -36,5 +36,5 @@ def require_key(request: Request,
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
-PoolDep = Annotated[WorkerPool, Depends(get_pool)]
+PoolDep = Annotated[SolverPool, Depends(get_pool)]
 WriteAccess = Depends(require_key)

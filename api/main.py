@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from optimizer import load_projects
+from optimizer.parallel import LocalExecutor
 from optimizer.solve import SOFTWARE_VERSION
 
 from . import problems
 from .config import Settings, get_settings
 from .db import Store, make_engine, migrate
-from .pool import WorkerPool
+from .pool import SolverPool
 from .routes import datasets, health, optimize, runs
-from .service import Dataset
+from .service import ClientDisconnected, Dataset
 
 log = logging.getLogger("api")
 
@@ -86,13 +88,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         data = await run_in_threadpool(load_projects, settings.default_projects)
         records = data.records()
         await run_in_threadpool(store.put_dataset, data.sha256, records, "shipped default")
-        pool = WorkerPool(settings.workers, settings.worker_max_tasks, settings.max_queue)
-        await pool.start()
+        executor = LocalExecutor(settings.workers, max_tasks=settings.worker_max_tasks,
+                                 cache_dir=settings.dataset_cache_dir)
+        try:
+            await asyncio.to_thread(executor.start)  # a worker has imported and answered
+            await asyncio.to_thread(executor.dataset_ref, data.sha256, records)
+        except BaseException:
+            await asyncio.to_thread(executor.close)
+            raise
+        pool = SolverPool(executor, settings.max_queue)
         app.state.settings = settings
         app.state.store = store
         app.state.pool = pool
         app.state.default_dataset = Dataset(data.sha256, records)
-        log.info("ready: %d workers, database %s", settings.workers, engine.url.render_as_string())
+        loop = asyncio.get_running_loop()
+        log.info("ready: %d solver workers, database %s, event loop %s.%s", settings.workers,
+                 engine.url.render_as_string(), type(loop).__module__, type(loop).__qualname__)
         try:
             yield
         finally:
@@ -111,6 +122,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    500: problems.doc("internal error (never caused by the request's content)")},
     )
     problems.install(app)
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request, exc):  # nobody reads this answer; 499 as nginx logs it
+        log.info("client went away during %s; its solve was stopped", request.url.path)
+        return Response(status_code=499)
+
     for r in (optimize.router, runs.router, datasets.router, health.router):
         app.include_router(r)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

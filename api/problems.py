@@ -8,6 +8,7 @@ stack trace.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -97,11 +98,23 @@ def field_errors(errors: Iterable[dict[str, Any]]) -> list[dict]:
             out.append({"loc": list(p.loc), "msg": p.msg})
         else:
             where = ".".join(str(x) for x in loc[1:] if x != "[key]") or "body"
-            msg = e.get("msg", "invalid")
+            msg = e.get("msg", "invalid").removeprefix("Value error, ")
             if e.get("type") == "extra_forbidden":
                 msg = "unknown field"
             out.append({"loc": loc, "msg": f"field {where!r}: {msg}"})
     return out
+
+
+def json_error_msg(reason: str, doc: str, pos: int) -> str:
+    """``json.JSONDecodeError`` parts in words: what is wrong and at which line and column."""
+    line = doc.count("\n", 0, pos) + 1
+    column = pos - (doc.rfind("\n", 0, pos) + 1) + 1
+    return f"the request body is not valid JSON: {reason} at line {line}, column {column}"
+
+
+def body_json_problem(exc: json.JSONDecodeError) -> Problem:
+    msg = json_error_msg(exc.msg, exc.doc, exc.pos)
+    return Problem(422, msg, errors=[{"loc": ["body"], "msg": msg}])
 
 
 def install(app: FastAPI) -> None:
@@ -117,7 +130,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        p = invalid(field_errors(exc.errors()))
+        bad_json = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if bad_json and isinstance(exc.body, str):  # FastAPI: loc ("body", char offset)
+            e = bad_json[0]
+            p = body_json_problem(json.JSONDecodeError(
+                e.get("ctx", {}).get("error", "malformed"), exc.body, int(e["loc"][-1])))
+        else:
+            p = invalid(field_errors(exc.errors()))
         return problem_response(422, p.detail, errors=p.errors, instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from optimizer.schema import Result, Scenario
 
 DATASET_ID = r"^[0-9a-f]{64}$"
+RUN_ID = r"^[0-9a-f]{32}$"
+
+
+def _no_nul(value: str) -> str:
+    """Text with a NUL character is refused here: PostgreSQL cannot store it, and no name
+    or key needs one."""
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
 EXAMPLE_ROW = {
     "project_id": "MW-SONGWE-KABIL", "name": "Songwe Hill - KABIL-led", "country": "MW",
     "mineral": "ree", "partner": "KABIL", "india_share": 0.8, "equity_value_musd": 478.9,
@@ -66,7 +78,7 @@ class DatasetJSON(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"name": "my shortlist", "projects": [EXAMPLE_ROW]}]})
 
-    name: str = Field("", max_length=200)
+    name: Text = Field("", max_length=200)
     projects: list[dict[str, Any]] = Field(min_length=1, max_length=200_000)
 
 

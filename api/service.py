@@ -3,20 +3,29 @@ means, dispatching a solve to the pool, mapping pool outcomes to HTTP problems."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from optimizer import InputError, load_projects
 from optimizer.data import ProjectData
 
+from . import worker
 from .config import Settings
 from .db import DatasetRow, Store
-from .pool import Busy, DeadlineExceeded, WorkerCrashed, WorkerPool
+from .pool import Busy, DeadlineExceeded, SolverPool, WorkerCrashed
 from .problems import Problem, from_input_error, invalid
+
+log = logging.getLogger("api")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,26 +65,65 @@ async def resolve_dataset(store: Store, default: Dataset, projects: list | None,
     return default
 
 
+class ClientDisconnected(Exception):
+    """The client closed the connection before the answer was ready."""
+
+
+async def until_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``, cancelling it if the client disconnects first (a solve nobody waits
+    for is stopped and its worker replaced, instead of holding a worker to the deadline).
+    Starlette does not cancel a request handler on disconnect; this watches for it."""
+
+    async def disconnected() -> None:
+        try:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # noqa: BLE001 - cannot tell: never take that for a disconnect
+            await asyncio.Event().wait()
+
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():  # the client left (or this handler itself is being cancelled)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise ClientDisconnected()
+    return task.result()
+
+
 def request_sha256(payload: dict[str, Any]) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-async def solve(pool: WorkerPool, settings: Settings, dataset: Dataset,
+async def solve(pool: SolverPool, settings: Settings, dataset: Dataset,
                 scenario: dict[str, Any]) -> dict[str, Any]:
-    """Run one scenario in a worker; returns the result dict or raises a Problem."""
+    """Run one scenario in a worker; returns the result dict or raises a Problem.
+
+    The worker gets a reference to the dataset's cache file, not the rows: a worker that
+    has the model built already never reads them."""
     deadline = settings.deadline_for(scenario["solver"]["time_limit_s"])
-    job = {"dataset_id": dataset.id, "records": dataset.records, "scenario": scenario}
+    ref = await run_in_threadpool(pool.executor.dataset_ref, dataset.id, dataset.records)
     retry = {"Retry-After": str(settings.retry_after_s)}
     try:
-        kind, body = await pool.run(job, deadline)
+        kind, body = await pool.run(worker.solve, ref, scenario, deadline_s=deadline)
     except Busy as exc:
-        raise Problem(503, f"{exc}; retry later", headers=retry) from None
+        raise Problem(503, f"{exc}; retry in {settings.retry_after_s} s",
+                      headers=retry) from None
     except DeadlineExceeded as exc:
         raise Problem(504, f"the solve was stopped: {exc} (HiGHS did not stop at its own "
                       f"time limit); lower solver.time_limit_s or simplify the scenario") from None
     except WorkerCrashed as exc:
         raise Problem(503, f"{exc}; it has been replaced, retry", headers=retry) from None
+    except Exception as exc:  # a bug in the worker: pebble carries its traceback over
+        log.error("solve failed in a worker: %r\n%s", exc, getattr(exc, "traceback", ""))
+        raise Problem(500, "the solve failed inside the solver process; "
+                      "it has been logged") from None
     if kind == "ok":
         return body
     if kind == "input":
@@ -83,4 +131,4 @@ async def solve(pool: WorkerPool, settings: Settings, dataset: Dataset,
     if kind == "check_failed":
         raise Problem(500, "the solver's portfolio failed the independent constraint check, "
                       "so it is not reported: " + body)
-    raise Problem(500, "the solve failed inside the solver process; it has been logged")
+    raise AssertionError(f"unknown worker answer {kind!r}")

@@ -247,35 +247,39 @@ def health_floor(url: str, n: int) -> list[float]:
 # ---------------------------------------------------------------------------------------------
 
 def pool_round_trip(scenario: dict, n: int) -> dict[str, float]:
-    """The service's own dispatch without HTTP or storage: ``WorkerPool.run`` on one warm
-    spawned worker (pipe, pickling, event-loop wake-up, the worker's solve), paired with the
-    library in this process (each wall minus the HiGHS time it reports)."""
+    """The service's own dispatch without HTTP or storage: ``SolverPool.run`` of the service's
+    worker task on one warm spawned worker (pebble's pipes and threads, pickling, the
+    event-loop wake-up, the worker's solve), paired with the library in this process (each
+    wall minus the HiGHS time it reports)."""
     import asyncio
 
-    from api.pool import WorkerPool
+    from api import worker
+    from api.pool import SolverPool
     from api.schemas import OptimizeRequest
     from optimizer import Optimizer, load_projects
+    from optimizer.parallel import LocalExecutor
 
     data = load_projects()
     sc = OptimizeRequest.model_validate({"scenario": scenario}).model_dump(mode="json")
-    job = {"dataset_id": data.sha256, "records": data.records(), "scenario": sc["scenario"]}
 
     async def go() -> tuple[list[float], list[float]]:
-        pool = WorkerPool(1, 1_000_000, 4)
-        await pool.start()
+        executor = LocalExecutor(1)
         try:
+            await asyncio.to_thread(executor.start)
+            ref = executor.dataset_ref(data.sha256, data.records())
+            pool = SolverPool(executor, max_queue=4)
             for _ in range(3):  # build the model in the worker
-                await pool.run(job, 120)
+                await pool.run(worker.solve, ref, sc["scenario"], deadline_s=120)
             walls, outside = [], []
             for _ in range(n):
                 t0 = time.perf_counter()
-                kind, body = await pool.run(job, 120)
+                kind, body = await pool.run(worker.solve, ref, sc["scenario"], deadline_s=120)
                 walls.append(time.perf_counter() - t0)
                 assert kind == "ok", body
                 outside.append(walls[-1] - body["solver"]["solve_time_s"])
             return walls, outside
         finally:
-            await pool.close()
+            executor.close()
 
     walls, outside = asyncio.run(go())
     opt = Optimizer(data)
@@ -440,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
             report["breakdown"] = bd
             rt = pool_round_trip(scenario, args.lib_repeat)
             report["pool_round_trip"] = rt
-            print(f"WorkerPool.run on one warm worker (no HTTP, no storage), x{args.lib_repeat}:"
+            print(f"SolverPool.run on one warm worker (no HTTP, no storage), x{args.lib_repeat}:"
                   f" p50 {ms(rt['pool_p50_s'])} ms; outside HiGHS "
                   f"{ms(rt['pool_outside_highs_p50_s'])} ms vs the library in-process "
                   f"{ms(rt['library_outside_highs_p50_s'])} ms: the pool adds "

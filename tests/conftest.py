@@ -1,9 +1,14 @@
-"""Shared fixtures: a hand-worked three-project table, the shipped data, scenario builders."""
+"""Shared fixtures: a hand-worked three-project table, the shipped data, scenario builders,
+and the PostgreSQL server the storage and end-to-end tests use."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -68,3 +73,58 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python -m optimizer ARGS`` as a real subprocess from the repository root."""
     return subprocess.run([sys.executable, "-m", "optimizer", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=timeout)
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL for the storage and end-to-end tests
+# ---------------------------------------------------------------------------------------------
+
+LOCAL_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+BACKENDS = ["sqlite", "postgres"]
+
+
+def _admin_conninfo(url: str) -> str:
+    """psycopg conninfo for a SQLAlchemy URL (same server, user and database)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """SQLAlchemy URL of a PostgreSQL server the tests may create databases on.
+
+    ``TEST_DATABASE_URL`` when set (unreachable is then a failure); otherwise the local
+    server at ``LOCAL_PG_URL`` when it answers; otherwise the PostgreSQL cases are skipped
+    with a reason saying what was tried and how to point the tests at a server."""
+    import psycopg
+
+    url = os.environ.get("TEST_DATABASE_URL")
+    try:
+        with psycopg.connect(_admin_conninfo(url or LOCAL_PG_URL), connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        if url:
+            pytest.fail(f"TEST_DATABASE_URL={url} is set but PostgreSQL is unusable: {exc}")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        pytest.skip(f"PostgreSQL tests skipped: TEST_DATABASE_URL is unset and no server "
+                    f"answered at {LOCAL_PG_URL} ({first}); start one there or set "
+                    f"TEST_DATABASE_URL=postgresql+psycopg://USER[:PASSWORD]@HOST:PORT/DB")
+    return url or LOCAL_PG_URL
+
+
+@contextlib.contextmanager
+def fresh_pg_database(server_url: str, prefix: str = "optimizer_test") -> Iterator[str]:
+    """A new, empty database on ``server_url``'s server (dropped WITH (FORCE) afterwards);
+    yields its SQLAlchemy URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = _admin_conninfo(server_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(drivername="postgresql+psycopg", database=name) \
+            .render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

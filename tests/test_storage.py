@@ -1,12 +1,12 @@
 """The service's storage (api.db) against SQLite (a temp file, WAL) and the real PostgreSQL.
 
-PostgreSQL runs when ``TEST_DATABASE_URL`` is set: each test gets a fresh database made on
-that server (dropped WITH (FORCE) after). Set but unreachable is a failure, not a skip.
+PostgreSQL: ``TEST_DATABASE_URL``, else the local server when it answers (see the
+``pg_server`` fixture in conftest.py); each test gets a fresh database made on that server
+(dropped WITH (FORCE) after).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -14,28 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import inspect, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from api.db import RunRow, SchemaVersion, Store, make_engine, migrate
 
-PG_URL = os.environ.get("TEST_DATABASE_URL")
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
-    not PG_URL, reason="TEST_DATABASE_URL not set"))]
-
-
-@pytest.fixture(scope="module")
-def pg_admin() -> str:
-    """psycopg conninfo of TEST_DATABASE_URL's own database; fails if it cannot connect."""
-    import psycopg
-
-    admin = make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        pytest.fail(f"TEST_DATABASE_URL is set but PostgreSQL is unreachable: {exc}")
-    return admin
+from .conftest import BACKENDS, fresh_pg_database
 
 
 @pytest.fixture
@@ -43,18 +26,8 @@ def url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
-    import psycopg
-
-    admin = request.getfixturevalue("pg_admin")
-    name = f"optimizer_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(PG_URL).set(drivername="postgresql+psycopg", database=name) \
-            .render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database(request.getfixturevalue("pg_server")) as pg_url:
+        yield pg_url
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from optimizer import InputError
@@ -14,17 +14,39 @@ from optimizer.data import read_projects_csv
 from .. import problems
 from ..deps import StoreDep, WriteAccess
 from ..problems import Problem, field_errors, from_input_error, invalid
-from ..schemas import DATASET_ID, DatasetDetail, DatasetInfo, DatasetJSON, DatasetPage
+from ..schemas import (
+    DATASET_ID,
+    DatasetDetail,
+    DatasetInfo,
+    DatasetJSON,
+    DatasetPage,
+    Text,
+)
 from ..service import store_rows
 
 router = APIRouter(tags=["datasets"])
+NameField = TypeAdapter(Annotated[Text, Field(max_length=200)])
 
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": DatasetJSON.model_json_schema()},
     "text/csv": {"schema": {"type": "string"}},
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-        "file": {"type": "string", "format": "binary"}, "name": {"type": "string"}}}},
+        "file": {"type": "string", "format": "binary"},
+        "name": {"type": "string", "maxLength": 200}}}},
 }}}
+
+
+def _form_name(value) -> str:
+    """The multipart ``name`` part, checked like the JSON body's ``name``."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid([{"loc": ["body", "name"], "msg": "field 'name': must be text"}])
+    try:
+        return NameField.validate_python(value)
+    except ValidationError as exc:
+        raise invalid(field_errors({**e, "loc": ("body", "name")}
+                                   for e in exc.errors())) from None
 
 
 def _csv_rows(raw: bytes) -> list[dict]:
@@ -44,26 +66,34 @@ def _csv_rows(raw: bytes) -> list[dict]:
                         415: problems.doc("not JSON, CSV or a multipart upload"),
                         422: problems.doc("invalid rows; `errors` names row and column")},
              summary="Store a validated projects table; its id is its content hash")
-async def create_dataset(request: Request, response: Response, store: StoreDep) -> DatasetInfo:
+async def create_dataset(request: Request, response: Response, store: StoreDep,
+                         name: Annotated[Text | None, Query(
+                             max_length=200, description="the dataset's name, for a CSV body "
+                             "(JSON and multipart bodies carry their own)")] = None,
+                         ) -> DatasetInfo:
     """Send JSON `{"name", "projects": [rows]}`, a CSV body (`text/csv`) or a multipart upload
     (`file`, optional `name`). Rows are validated exactly as the library does; the id is the
     SHA-256 of the validated content, so posting identical content again returns the same id
     (200 instead of 201)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    name = ""
+    query_name, name = name, ""
     if ctype == "application/json":
         try:
             payload = json.loads(await request.body())
             body = DatasetJSON.model_validate(payload)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise Problem(422, f"body is not valid JSON: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise problems.body_json_problem(exc) from None
+        except UnicodeDecodeError as exc:
+            raise Problem(422, f"the request body is not UTF-8 text: byte {exc.start} "
+                          f"cannot be decoded", errors=[{"loc": ["body"], "msg": "not UTF-8"}]
+                          ) from None
         except ValidationError as exc:
             raise invalid(field_errors({**e, "loc": ("body", *e["loc"])}
                                        for e in exc.errors())) from None
         rows, name = body.projects, body.name
     elif ctype in ("text/csv", "application/csv"):
         rows = await run_in_threadpool(_csv_rows, await request.body())
-        name = request.query_params.get("name", "")[:200]
+        name = query_name or ""
     elif ctype == "multipart/form-data":
         async with request.form() as form:  # closes the spooled upload file
             upload = form.get("file")
@@ -71,7 +101,7 @@ async def create_dataset(request: Request, response: Response, store: StoreDep) 
                 raise Problem(422, "multipart upload needs a 'file' part",
                               errors=[{"loc": ["body", "file"], "msg": "field 'file': missing"}])
             raw = await upload.read()
-            name = str(form.get("name") or "")[:200]
+            name = _form_name(form.get("name"))
         rows = await run_in_threadpool(_csv_rows, raw)
     else:
         raise Problem(415, "send application/json, text/csv or multipart/form-data")

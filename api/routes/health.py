@@ -1,3 +1,6 @@
+"""Liveness and readiness, for GET and HEAD (load balancers probe with HEAD): a HEAD answer
+has the GET answer's status and headers and no body."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
@@ -6,15 +9,20 @@ from starlette.concurrency import run_in_threadpool
 
 router = APIRouter(tags=["health"])
 
+READY_RESPONSES = {503: {"description": "not ready; the body says what is missing",
+                         "content": {"application/json": {}}}}
+
 
 @router.get("/health", summary="The process is up")
+@router.head("/health", summary="The process is up (no body)", operation_id="health_head")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/ready", summary="Database reachable and solver workers running",
-            responses={503: {"description": "not ready; the body says what is missing",
-                             "content": {"application/json": {}}}})
+            responses=READY_RESPONSES)
+@router.head("/ready", summary="Readiness as a status code (no body)",
+             operation_id="ready_head", responses=READY_RESPONSES)
 async def ready(request: Request):
     state = request.app.state
     checks: dict[str, str] = {}
@@ -23,8 +31,10 @@ async def ready(request: Request):
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
         checks["database"] = f"unreachable: {type(exc).__name__}"
-    load = state.pool.load()
-    checks["solver"] = "ok" if load["ready"] > 0 else "no solver worker has started yet"
+    # check() replaces a solver pool that pebble declared broken, so a probe heals it
+    usable = await run_in_threadpool(state.pool.executor.check)
+    checks["solver"] = "ok" if usable else "the solver worker pool is not running"
     ok = all(v == "ok" for v in checks.values())
-    body = {"status": "ready" if ok else "not ready", "checks": checks, "pool": load}
+    body = {"status": "ready" if ok else "not ready", "checks": checks,
+            "pool": state.pool.load()}
     return JSONResponse(body, status_code=200 if ok else 503)

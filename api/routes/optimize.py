@@ -8,9 +8,10 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import problems
 from ..deps import PoolDep, SettingsDep, StoreDep, WriteAccess
+from ..pool import Busy
 from ..problems import Problem
-from ..schemas import OptimizeRequest, RunResult
-from ..service import request_sha256, resolve_dataset, solve
+from ..schemas import OptimizeRequest, RunResult, Text
+from ..service import request_sha256, resolve_dataset, solve, until_disconnected
 from .runs import to_run_result
 
 router = APIRouter(tags=["optimize"])
@@ -27,7 +28,7 @@ PROBLEMS = {401: problems.doc("API key missing or wrong"),
              responses=PROBLEMS, summary="Solve one scenario and store the run")
 async def optimize(body: OptimizeRequest, request: Request, store: StoreDep, pool: PoolDep,
                    settings: SettingsDep,
-                   idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+                   idempotency_key: Annotated[Text | None, Header(max_length=200)] = None,
                    ) -> RunResult:
     """Solve `scenario` on the inline `projects`, a stored `dataset_id`, or the shipped data.
 
@@ -46,9 +47,15 @@ async def optimize(body: OptimizeRequest, request: Request, store: StoreDep, poo
     scenario = payload["scenario"]
     scenario["solver"]["time_limit_s"] = min(scenario["solver"]["time_limit_s"],
                                              settings.max_time_limit_s)
-    dataset = await resolve_dataset(store, request.app.state.default_dataset, body.projects,
-                                    body.dataset_id)
-    result = await solve(pool, settings, dataset, scenario)
+    try:
+        with pool.admit():  # 503 at once when workers + queue are taken
+            dataset = await resolve_dataset(store, request.app.state.default_dataset,
+                                            body.projects, body.dataset_id)
+            result = await until_disconnected(request, solve(pool, settings, dataset,
+                                                             scenario))
+    except Busy as exc:
+        raise Problem(503, f"{exc}; retry in {settings.retry_after_s} s",
+                      headers={"Retry-After": str(settings.retry_after_s)}) from None
     try:
         row = await run_in_threadpool(store.add_run, dataset_id=dataset.id, scenario=scenario,
                                       result=result, idempotency_key=idempotency_key,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -9,7 +10,7 @@ from .. import problems
 from ..db import RunRow
 from ..deps import StoreDep
 from ..problems import Problem
-from ..schemas import RunPage, RunResult, RunSummary
+from ..schemas import RUN_ID, RunPage, RunResult, RunSummary, Text
 
 router = APIRouter(tags=["runs"])
 
@@ -24,7 +25,7 @@ def to_run_result(row: RunRow) -> RunResult:
 async def list_runs(store: StoreDep,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
                     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-                    scenario_name: Annotated[str | None, Query(max_length=200)] = None,
+                    scenario_name: Annotated[Text | None, Query(max_length=200)] = None,
                     status: Literal["optimal", "feasible", "infeasible", "no_solution"]
                     | None = None) -> RunPage:
     rows, total = await run_in_threadpool(store.list_runs, limit=limit, offset=offset,
@@ -38,9 +39,11 @@ async def list_runs(store: StoreDep,
 
 @router.get("/runs/{run_id}", response_model=RunResult,
             responses={404: problems.doc("no such run")}, summary="One stored run")
-async def get_run(store: StoreDep,
-                  run_id: Annotated[str, Path(max_length=64)]) -> RunResult:
-    row = await run_in_threadpool(store.get_run, run_id)
+async def get_run(store: StoreDep, run_id: Annotated[str, Path()]) -> RunResult:
+    """Run ids are 32 hex digits; anything else is unknown, without asking the database."""
+    row = None
+    if re.fullmatch(RUN_ID, run_id):
+        row = await run_in_threadpool(store.get_run, run_id)
     if row is None:
-        raise Problem(404, f"no run {run_id}")
+        raise Problem(404, f"no run with id {run_id[:64]!r}")
     return to_run_result(row)
