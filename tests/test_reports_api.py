@@ -1,0 +1,118 @@
+"""Reports over HTTP: a stored run's HTML and Excel reports, the analysis computed once in a
+solver worker and stored, and the HTML index at ``/``."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import openpyxl
+import pytest
+from fastapi.testclient import TestClient
+
+from api.config import Settings
+from api.main import create_app
+
+from .conftest import INPUTS, TINY_ROWS
+from .test_reports import Page
+
+KEY = {"X-API-Key": "k1"}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    db = tmp_path_factory.mktemp("api-reports") / "t.db"
+    settings = Settings(database_url=f"sqlite:///{db}", workers=1, max_queue=2, api_keys="k1")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def base_run(client):
+    sc = json.loads((INPUTS / "scenarios" / "base.json").read_text())
+    r = client.post("/optimize", json={"scenario": sc}, headers=KEY)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_html_report_of_a_stored_run(client, base_run):
+    run_id = base_run["run_id"]
+    pool = client.app.state.pool
+    before = pool.stats["solves"]
+    r = client.get(f"/runs/{run_id}/report")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    page = Page(r.text)
+    t = base_run["totals"]
+    assert f"Back {len(base_run['selected'])} projects" in page.words("answer")
+    assert f"US${t['cost_musd']:,.0f} M" in page.words("answer")
+    for p in base_run["selected"]:
+        assert page.cells["portfolio-table", p["project_id"], "cost_musd"] == pytest.approx(
+            p["cost_musd"])
+    assert {"why", "alternatives", "budget-value"} <= page.ids
+    assert all(v.startswith("#") for _, _, v in page.links)  # self-contained
+    assert run_id in r.text  # says which run it reports
+    assert pool.stats["solves"] == before + 1  # the analysis: one task in a worker
+    stored = client.app.state.store.get_analysis(run_id)
+    assert stored is not None and stored["resolves"] > 0
+    # asked again: rendered from the stored analysis, nothing solved
+    again = client.get(f"/runs/{run_id}/report")
+    assert again.status_code == 200 and pool.stats["solves"] == before + 1
+    a = stored
+    assert Page(again.text).cells["regret-table", a["regrets"][0]["project_id"], "loss"] == \
+        pytest.approx(a["regrets"][0]["loss"])
+
+
+def test_excel_report_of_a_stored_run(client, base_run):
+    run_id = base_run["run_id"]
+    r = client.get(f"/runs/{run_id}/report.xlsx")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    assert re.match(r'attachment; filename="base-[0-9a-f]{8}\.xlsx"',
+                    r.headers["content-disposition"])
+    wb = openpyxl.load_workbook(io.BytesIO(r.content), data_only=True)
+    assert wb.sheetnames[:3] == ["Summary", "Portfolio", "Limits"]
+    ids = [row[0] for row in wb["Portfolio"].iter_rows(min_row=2, values_only=True)]
+    assert ids[:len(base_run["selected"])] == [p["project_id"] for p in base_run["selected"]]
+    sens = wb["Sensitivity"]
+    assert "BudgetCurve" in sens.tables
+
+
+def test_report_of_an_infeasible_run_needs_no_worker(client):
+    r = client.post("/optimize", headers=KEY, json={
+        "projects": TINY_ROWS,
+        "scenario": {"name": "too-tight", "budget_musd": 50, "min_output_t": {"tantalum": 50}}})
+    assert r.status_code == 200 and r.json()["status"] == "infeasible"
+    run = r.json()
+    pool = client.app.state.pool
+    before = pool.stats["solves"]
+    rep = client.get(f"/runs/{run['run_id']}/report")
+    assert rep.status_code == 200
+    assert pool.stats["solves"] == before
+    page = Page(rep.text)
+    assert "diagnosis" in page.ids and run["diagnosis"]["message"] in page.words("diagnosis")
+
+
+def test_unknown_runs_are_404(client):
+    for path in ("/runs/0123456789abcdef0123456789abcdef/report",
+                 "/runs/not-a-run/report.xlsx"):
+        r = client.get(path)
+        assert r.status_code == 404
+        assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_index_lists_runs_with_links_to_their_reports(client, base_run):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    run_id = base_run["run_id"]
+    assert f'href="/runs/{run_id}/report"' in r.text
+    assert f'href="/runs/{run_id}/report.xlsx"' in r.text
+    links = re.findall(r'(?:href|src)="([^"]*)"', r.text)
+    assert links and all(u.startswith("/") and not u.startswith("//") for u in links)
+    assert not re.search(r"<script|<link", r.text, re.I)
+    # every link on the page answers
+    for u in set(links):
+        if u.startswith("/runs/") or u == "/docs":
+            assert client.get(u.replace("&amp;", "&")).status_code == 200, u
