@@ -8,14 +8,17 @@ import json
 import re
 
 import openpyxl
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from api.config import Settings
 from api.main import create_app
+from optimizer.batch.runner import run_to_folder
 
 from .conftest import INPUTS, TINY_ROWS
 from .test_reports import Page
+from .test_reports_batch import stored_rows
 
 KEY = {"X-API-Key": "k1"}
 
@@ -116,3 +119,36 @@ def test_index_lists_runs_with_links_to_their_reports(client, base_run):
     for u in set(links):
         if u.startswith("/runs/") or u == "/docs":
             assert client.get(u.replace("&amp;", "&")).status_code == 200, u
+
+
+def test_batch_reports_from_stored_rows(client, tmp_path):
+    """A batch the service stored (rows in the database): its HTML and Excel reports, and
+    its line in the index."""
+    csv_path = tmp_path / "projects.csv"
+    pd.DataFrame(TINY_ROWS).to_csv(csv_path, index=False)
+    spec = {"name": "what-ifs", "base": {"budget_musd": 120},
+            "scenarios": [{"name": "cut", "budget_musd": 70},
+                          {"name": "impossible", "budget_musd": 50,
+                           "min_output_t": {"tantalum": 50}}]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    run_to_folder(tmp_path / "spec.json", out=tmp_path / "out", projects=csv_path, workers=0,
+                  progress=False)
+    rows = stored_rows(tmp_path / "out")
+    store = client.app.state.store
+    b = store.add_batch(spec=spec, dataset_id=rows[0]["provenance"]["dataset_sha256"],
+                        name="what-ifs", kind="scenarios", total=len(rows))
+    store.add_batch_rows(b.batch_id, rows)
+    r = client.get(f"/batches/{b.batch_id}/report")
+    assert r.status_code == 200, r.text
+    page = Page(r.text)
+    assert "2 scenarios solved: 1 infeasible, 1 optimal." in page.words("summary")
+    assert rows[1]["diagnosis"]["message"] in page.words("failed")
+    assert "has not finished" in r.text  # still queued: no summary yet
+    x = client.get(f"/batches/{b.batch_id}/report.xlsx")
+    assert x.status_code == 200
+    wb = openpyxl.load_workbook(io.BytesIO(x.content), data_only=True)
+    cells = list(wb["Rows"][wb["Rows"].tables["Rows"].ref])
+    assert [c[0].value for c in cells[1:]] == [0, 1]
+    assert client.get("/batches/0123456789abcdef0123456789abcdef/report").status_code == 404
+    index = client.get("/").text
+    assert f'href="/batches/{b.batch_id}/report"' in index

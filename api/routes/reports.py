@@ -1,4 +1,5 @@
-"""Committee reports of stored runs (CONTRACT section 7) and an HTML index at ``/``.
+"""Committee reports of stored runs and batches (CONTRACT section 7), and an HTML index at
+``/``.
 
 ``GET /runs/{id}/report`` (HTML) and ``GET /runs/{id}/report.xlsx`` render from the stored
 run, its dataset and its analysis. The analysis (sensitivity re-solves, alternatives) is
@@ -130,6 +131,52 @@ async def run_report_xlsx(run_id: Annotated[str, Path()], request: Request,
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", row.scenario_name or "run")[:60] or "run"
     return Response(body, media_type=XLSX, headers={
         "Content-Disposition": f'attachment; filename="{name}-{row.run_id[:8]}.xlsx"'})
+
+
+async def _batch_view(store: Store, batch_id: str):
+    from optimizer.batch.files import spec_sha256
+    from optimizer.reports.batch import batch_view
+
+    row = None
+    if re.fullmatch(RUN_ID, batch_id) and hasattr(store, "get_batch"):
+        row = await run_in_threadpool(store.get_batch, batch_id)
+    if row is None:
+        raise Problem(404, f"no batch with id {batch_id[:64]!r}")
+
+    def build():
+        summary = {**(row.summary or {}), "total": row.total}
+        return batch_view(row.spec, store.batch_rows(row.batch_id), summary,
+                          source=f"batch {row.batch_id} stored by the service",
+                          spec_sha256=spec_sha256(row.spec), dataset_sha256=row.dataset_id,
+                          finished=row.status == "done")
+
+    return row, await run_in_threadpool(build)
+
+
+@router.get("/batches/{batch_id}/report", response_class=HTMLResponse,
+            responses={404: problems.doc("no such batch")},
+            summary="A stored batch's report (one self-contained HTML page)")
+async def batch_report(batch_id: Annotated[str, Path()], store: StoreDep) -> HTMLResponse:
+    """Rendered from the rows stored so far: a batch still running reports what it has and
+    says so."""
+    from optimizer.reports.html import render_batch_html
+
+    _, view = await _batch_view(store, batch_id)
+    body = await run_in_threadpool(render_batch_html, view)
+    return HTMLResponse(body, media_type="text/html; charset=utf-8")
+
+
+@router.get("/batches/{batch_id}/report.xlsx", response_class=Response,
+            responses={404: problems.doc("no such batch")},
+            summary="A stored batch's report as Excel")
+async def batch_report_xlsx(batch_id: Annotated[str, Path()], store: StoreDep) -> Response:
+    from optimizer.reports.excel import render_batch_xlsx
+
+    row, view = await _batch_view(store, batch_id)
+    body = await run_in_threadpool(render_batch_xlsx, view)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", row.name or "batch")[:60] or "batch"
+    return Response(body, media_type=XLSX, headers={
+        "Content-Disposition": f'attachment; filename="{name}-{row.batch_id[:8]}.xlsx"'})
 
 
 @router.get("/", response_class=HTMLResponse, summary="Recent runs, with links to reports")

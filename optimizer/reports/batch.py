@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ class BatchRow:
 class BatchView:
     """A batch's report content."""
 
-    folder: Path
+    source: str  # where the rows came from: an output folder, or a stored batch
     name: str
     kind: str  # scenarios, grid, monte_carlo, frontier
     description: str
@@ -194,37 +195,53 @@ def load_batch(folder: str | Path) -> BatchView:
         spec = meta["spec"]
     except (ValueError, KeyError) as exc:
         raise InputError(f"{str(spec_file)!r} is not readable: {exc}", loc=("batch",)) from None
+
+    def lines():
+        with rows_file.open(encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue  # a torn last line of an interrupted batch
+
+    summary: dict[str, Any] = {}
+    if (d / "summary.json").exists():
+        summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+    return batch_view(spec, lines(), summary, selection=_selection(d / "selection.csv"),
+                      source=str(d), spec_sha256=str(meta.get("spec_sha256", "")),
+                      dataset_sha256=str(meta.get("dataset_sha256", "")),
+                      finished=bool(summary))
+
+
+def batch_view(spec: dict[str, Any], raw_rows: Iterable[dict[str, Any]],
+               summary: dict[str, Any] | None, *, selection: list[dict[str, Any]] | None = None,
+               source: str = "", spec_sha256: str = "", dataset_sha256: str = "",
+               finished: bool = True) -> BatchView:
+    """A batch's report content from its spec, its result rows (the row objects of CONTRACT
+    section 6, any order) and its summary; the selection is recomputed from the rows when
+    not given. Used for output folders and for batches stored by the service alike."""
+    summary = dict(summary or {})
     kind = next((k for k in ("scenarios", "grid", "monte_carlo", "frontier") if k in spec),
                 "scenarios")
     varied = _varied(spec, kind)
     rows: dict[int, BatchRow] = {}
-    with rows_file.open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except ValueError:
-                continue  # a torn last line of an interrupted batch
-            rows.setdefault(int(raw["index"]), _row(raw, varied))
+    for raw in raw_rows:
+        rows.setdefault(int(raw["index"]), _row(raw, varied))
     ordered = [rows[i] for i in sorted(rows)]
-    summary: dict[str, Any] = {}
-    if (d / "summary.json").exists():
-        summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
-    selection = _selection(d / "selection.csv")
     if not selection:
-        selection = _selection_from(ordered, summary)
+        selection = _selection_from(ordered, summary, float(spec.get("core_share", 0.9)))
     products: list[str] = []
     for r in ordered:
         products += [m for m in r.output_t if m not in products]
     total = summary.get("total")
     return BatchView(
-        folder=d, name=str(spec.get("name") or "batch"), kind=kind,
-        description=str(spec.get("description") or ""), spec=spec,
-        spec_sha256=str(meta.get("spec_sha256", "")),
-        dataset_sha256=str(meta.get("dataset_sha256", "")), varied=varied, rows=ordered,
-        selection=selection, summary=summary, products=products,
-        complete=bool(summary) and (total is None or total == len(ordered)))
+        source=source, name=str(spec.get("name") or "batch"), kind=kind,
+        description=str(spec.get("description") or ""), spec=spec, spec_sha256=spec_sha256,
+        dataset_sha256=dataset_sha256, varied=varied, rows=ordered, selection=selection,
+        summary=summary, products=products,
+        complete=finished and (total is None or total == len(ordered)))
 
 
 def _selection(path: Path) -> list[dict[str, Any]]:
@@ -240,10 +257,12 @@ def _selection(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _selection_from(rows: list[BatchRow], summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Selection frequency recomputed from the rows (a folder whose batch did not finish)."""
+def _selection_from(rows: list[BatchRow], summary: dict[str, Any],
+                    default_core_share: float = 0.9) -> list[dict[str, Any]]:
+    """Selection frequency recomputed from the rows (a batch that did not finish, or one the
+    service stored)."""
     rc = summary.get("robust_core") or {}
-    core_share = float(rc.get("core_share", 0.9))
+    core_share = float(rc.get("core_share", default_core_share))
     ok = [r for r in rows if r.ok]
     chosen: dict[str, list[float]] = {}
     for r in ok:
@@ -259,4 +278,4 @@ def _selection_from(rows: list[BatchRow], summary: dict[str, Any]) -> list[dict[
     return out
 
 
-__all__ = ["BatchRow", "BatchView", "load_batch"]
+__all__ = ["BatchRow", "BatchView", "batch_view", "load_batch"]

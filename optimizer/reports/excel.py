@@ -670,7 +670,7 @@ def render_batch_xlsx(view) -> bytes:
     ws = book.wb.add_worksheet("Provenance")
     _widths(ws, [30, 100])
     prov = [["Dataset SHA-256", v.dataset_sha256], ["Spec SHA-256", v.spec_sha256],
-            ["Folder", str(v.folder)], ["Kind", v.kind],
+            ["Source", v.source], ["Kind", v.kind],
             ["Spec (JSON)", json.dumps(v.spec, sort_keys=True, default=str)]]
     prov += [[f"summary.{k}", json.dumps(val, default=str) if not isinstance(
         val, (int, float, str)) else val] for k, val in v.summary.items()
