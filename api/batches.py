@@ -44,16 +44,6 @@ class DbSink:
         return self.store.batch_rows(self.batch_id)
 
 
-def _nice_worker() -> None:
-    """Batch workers yield the CPU to interactive solves."""
-    import os
-
-    try:
-        os.nice(10)
-    except OSError:  # pragma: no cover - not permitted: run at normal priority
-        pass
-
-
 class BatchManager:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
@@ -116,8 +106,7 @@ class BatchManager:
             data = load_projects(ds.records)
             limit = float(row.spec.get("base", {}).get("solver", {}).get("time_limit_s", 60))
             executor = LocalProcesses(self.settings.batch_workers,
-                                      row_deadline_s=2 * limit + 15,
-                                      initializer=_nice_worker)
+                                      row_deadline_s=2 * limit + 15, niceness=10)
             summary = run_batch(spec, data, executor=executor, sink=DbSink(self.store, bid),
                                 cancel=cancel, validated=False)
             if self._stopping:

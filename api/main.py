@@ -16,10 +16,11 @@ from optimizer.parallel import LocalExecutor
 from optimizer.solve import SOFTWARE_VERSION
 
 from . import problems
+from .batches import BatchManager
 from .config import Settings, get_settings
 from .db import Store, make_engine, migrate
 from .pool import SolverPool
-from .routes import datasets, health, optimize, reports, runs
+from .routes import batches, datasets, health, optimize, reports, runs
 from .service import ClientDisconnected, Dataset
 
 log = logging.getLogger("api")
@@ -101,12 +102,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = store
         app.state.pool = pool
         app.state.default_dataset = Dataset(data.sha256, records)
+        manager = BatchManager(store, settings)
+        app.state.batches = manager
+        await manager.start()  # also resumes batches a killed server left running
         loop = asyncio.get_running_loop()
         log.info("ready: %d solver workers, database %s, event loop %s.%s", settings.workers,
                  engine.url.render_as_string(), type(loop).__module__, type(loop).__qualname__)
         try:
             yield
         finally:
+            await manager.close()
             await pool.close()
             engine.dispose()
 
@@ -128,7 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("client went away during %s; its solve was stopped", request.url.path)
         return Response(status_code=499)
 
-    for r in (optimize.router, runs.router, reports.router, datasets.router, health.router):
+    for r in (optimize.router, runs.router, reports.router, datasets.router, batches.router,
+              health.router):
         app.include_router(r)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -83,12 +83,16 @@ class DatasetRef:
 # worker side
 # ---------------------------------------------------------------------------------------------
 
-_models: OrderedDict[str, Optimizer] = OrderedDict()
+_models: OrderedDict[tuple[str, bool], Optimizer] = OrderedDict()
 
 
-def init_worker() -> None:
-    """Runs once in each new worker process, before its first task."""
+def init_worker(niceness: int = 0) -> None:
+    """Runs once in each new worker process, before its first task. ``niceness`` > 0 lowers
+    the worker's CPU priority (batch workers yield to interactive solves)."""
     os.environ[HIGHS_THREADS_ENV] = "1"
+    if niceness:
+        with contextlib.suppress(OSError):
+            os.nice(niceness)
     # pebble stops a worker (deadline passed, task cancelled) with SIGTERM, then SIGKILL 3 s
     # later. Its SIGTERM handler is Python code, which cannot run while HiGHS's C++ search
     # holds the main thread; the default action ends the process at once instead.
@@ -96,9 +100,11 @@ def init_worker() -> None:
     import optimizer  # noqa: F401  - pay the imports (Pyomo, HiGHS) now, not in the first task
 
 
-def worker_optimizer(ref: DatasetRef) -> Optimizer:
-    """This worker's built model for ``ref`` (built from the cache file on a miss)."""
-    opt = _models.get(ref.sha256)
+def worker_optimizer(ref: DatasetRef, *, mutable_data: bool = False) -> Optimizer:
+    """This worker's built model for ``ref`` (built from the cache file on a miss).
+    ``mutable_data``: the Monte-Carlo form (data coefficients as parameters), kept apart."""
+    key = (ref.sha256, mutable_data)
+    opt = _models.get(key)
     if opt is None:
         from .data import load_projects
         from .solve import Optimizer
@@ -113,17 +119,17 @@ def worker_optimizer(ref: DatasetRef) -> Optimizer:
         if data.sha256 != ref.sha256:
             raise RuntimeError(f"dataset cache file {ref.path} holds content "
                                f"{data.sha256}, not {ref.sha256}")
-        opt = Optimizer(data)
-        _models[ref.sha256] = opt
+        opt = Optimizer(data, mutable_data=mutable_data)
+        _models[key] = opt
         while len(_models) > MODEL_CACHE_SIZE:
             _models.popitem(last=False)
-    _models.move_to_end(ref.sha256)
+    _models.move_to_end(key)
     return opt
 
 
 def cached_models() -> list[str]:
     """Dataset hashes with a built model in this process, least recently used first."""
-    return list(_models)
+    return [sha for sha, _ in _models]
 
 
 def _ping() -> int:
@@ -147,11 +153,12 @@ class LocalExecutor:
 
     def __init__(self, workers: int, *, max_tasks: int = 0,
                  cache_dir: str | Path | None = None,
-                 max_dataset_files: int = DATASET_FILES) -> None:
+                 max_dataset_files: int = DATASET_FILES, niceness: int = 0) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.workers = workers
         self.max_tasks = max_tasks
+        self.niceness = niceness
         self.max_dataset_files = max_dataset_files
         self._own_dir = cache_dir is None
         self.cache_dir = Path(tempfile.mkdtemp(prefix="optimizer-datasets-")
@@ -169,7 +176,7 @@ class LocalExecutor:
         from pebble import ProcessPool
 
         return ProcessPool(max_workers=self.workers, max_tasks=self.max_tasks,
-                           initializer=init_worker,
+                           initializer=init_worker, initargs=(self.niceness,),
                            context=multiprocessing.get_context("spawn"))
 
     def _healthy_pool(self):

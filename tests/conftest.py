@@ -73,6 +73,8 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python -m optimizer ARGS`` as a real subprocess from the repository root."""
     return subprocess.run([sys.executable, "-m", "optimizer", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=timeout)
+
+
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL for the storage and end-to-end tests
 # ---------------------------------------------------------------------------------------------

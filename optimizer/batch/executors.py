@@ -38,12 +38,12 @@ class LocalProcesses:
     """Chunks on local worker processes (:class:`optimizer.parallel.LocalExecutor`)."""
 
     def __init__(self, workers: int, *, row_deadline_s: float | None = None,
-                 max_tasks: int = 0) -> None:
+                 max_tasks: int = 0, niceness: int = 0) -> None:
         from ..parallel import LocalExecutor
 
         self.workers = workers
         self.row_deadline_s = row_deadline_s
-        self._ex = LocalExecutor(workers=workers, max_tasks=max_tasks)
+        self._ex = LocalExecutor(workers=workers, max_tasks=max_tasks, niceness=niceness)
         self._ref = None
 
     def prepare(self, data: ProjectData, mutable_data: bool) -> None:
