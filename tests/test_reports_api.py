@@ -152,3 +152,35 @@ def test_batch_reports_from_stored_rows(client, tmp_path):
     assert client.get("/batches/0123456789abcdef0123456789abcdef/report").status_code == 404
     index = client.get("/").text
     assert f'href="/batches/{b.batch_id}/report"' in index
+
+
+def test_report_of_a_batch_run_by_the_service(client):
+    """POST /batches, wait until it is done, then its report equals its own selection."""
+    import time
+
+    spec = {"name": "frontier", "base": {"budget_musd": 120}, "projects": TINY_ROWS,
+            "frontier": {"kind": "budget", "low": 60, "high": 300, "points": 4}}
+    r = client.post("/batches", json=spec, headers=KEY)
+    assert r.status_code == 202, r.text
+    bid = r.json()["batch_id"]
+    for _ in range(300):
+        st = client.get(f"/batches/{bid}").json()
+        if st["status"] in ("done", "failed", "cancelled"):
+            break
+        time.sleep(0.1)
+    assert st["status"] == "done", st
+    rep = client.get(f"/batches/{bid}/report")
+    assert rep.status_code == 200
+    page = Page(rep.text)
+    assert "has not finished" not in rep.text and "chart-frontier" in page.ids
+    sel = client.get(f"/batches/{bid}/selection").json()
+    want = {s["project_id"]: s["share"] for s in sel["projects"] if s["chosen"] > 0}
+    assert "core" in page.words("summary") and all(
+        p in page.words("summary") for p in sel["robust_core"]["core"])
+    got = {k[1]: v for k, v in page.cells.items()
+           if k[0] == "selection-table" and k[2] == "share"}
+    assert got == pytest.approx(want)
+    rows = client.get(f"/batches/{bid}/results").json()["rows"]
+    objs = {int(k[1]): v for k, v in page.cells.items() if k[0] == "frontier-table"}
+    assert objs == pytest.approx({x["index"]: x["objective"] for x in rows
+                                  if x["objective"] is not None})

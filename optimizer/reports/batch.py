@@ -231,7 +231,7 @@ def batch_view(spec: dict[str, Any], raw_rows: Iterable[dict[str, Any]],
         rows.setdefault(int(raw["index"]), _row(raw, varied))
     ordered = [rows[i] for i in sorted(rows)]
     if not selection:
-        selection = _selection_from(ordered, summary, float(spec.get("core_share", 0.9)))
+        selection = _selection_from(ordered, summary, spec)
     products: list[str] = []
     for r in ordered:
         products += [m for m in r.output_t if m not in products]
@@ -258,24 +258,21 @@ def _selection(path: Path) -> list[dict[str, Any]]:
 
 
 def _selection_from(rows: list[BatchRow], summary: dict[str, Any],
-                    default_core_share: float = 0.9) -> list[dict[str, Any]]:
-    """Selection frequency recomputed from the rows (a batch that did not finish, or one the
-    service stored)."""
+                    spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Selection frequency and robust-core classes recomputed from the rows (a batch that did
+    not finish, or one the service stored), with the batch engine's own tally."""
+    from ..batch.summaries import Tally
+
     rc = summary.get("robust_core") or {}
-    core_share = float(rc.get("core_share", default_core_share))
-    ok = [r for r in rows if r.ok]
-    chosen: dict[str, list[float]] = {}
-    for r in ok:
-        for pid, st in r.stakes.items():
-            chosen.setdefault(pid, []).append(st)
-    out = []
-    for pid, stakes in chosen.items():
-        share = len(stakes) / len(ok)
-        out.append({"project_id": pid, "chosen": len(stakes), "share": share,
-                    "mean_stake": float(np.mean(stakes)),
-                    "class": "core" if share >= core_share else "borderline"})
-    out.sort(key=lambda s: (-s["share"], s["project_id"]))
-    return out
+    ids: dict[str, None] = {}
+    for r in rows:
+        ids.update(dict.fromkeys(r.stakes))
+    t = Tally(list(ids), float(rc.get("core_share", spec.get("core_share", 0.9))),
+              float(rc.get("exterior_share", spec.get("exterior_share", 0.0))))
+    for r in rows:
+        t.add({"status": r.status, "objective": r.objective,
+               "selected": [{"project_id": p, "stake": st} for p, st in r.stakes.items()]})
+    return t.selection()
 
 
 __all__ = ["BatchRow", "BatchView", "batch_view", "load_batch"]
