@@ -250,10 +250,14 @@ def main() -> int:
     ap.add_argument("--naive-rows", type=int, default=None,
                     help="time the naive loop on the first N rows only and scale (default all)")
     ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--service", action="store_true",
+                    help="interactive latency while a batch runs, and the server's memory")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.memory:
         return memory()
+    if args.service:
+        return service(args.rows)
     data = load_projects(None)
     df = data.frame
     spec = sweep(args.rows)
@@ -351,6 +355,89 @@ def memory() -> int:
             print(f"CLI, {rows:>6} rows: peak RSS {out[rows]:.1f} MB, "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
     print(f"difference: {out[10000] - out[1000]:.1f} MB (target <= 50)")
+    return 0
+
+
+def _server(db: Path, port: int, **env: str) -> subprocess.Popen:
+    import httpx
+
+    e = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "OPTIMIZER_WORKERS": "2",
+         "OPTIMIZER_BATCH_WORKERS": "1", **env}
+    proc = subprocess.Popen([sys.executable, "-m", "api", "--port", str(port)], cwd=ROOT,
+                            env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(240):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def _hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def service(rows: int) -> int:
+    """/optimize latency idle and while a batch runs; the server's peak RSS at 1,000 and
+    10,000 batch rows."""
+    import httpx
+
+    body = {"scenario": BASE}
+    with tempfile.TemporaryDirectory() as tmp:
+        port = 18000 + os.getpid() % 1000
+        proc = _server(Path(tmp) / "a.db", port)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            with httpx.Client(base_url=url, timeout=120) as c:
+                c.post("/optimize", json=body)  # warm a worker's model
+
+                def latencies(k: int) -> list[float]:
+                    out = []
+                    for _ in range(k):
+                        t0 = time.perf_counter()
+                        assert c.post("/optimize", json=body).status_code == 200
+                        out.append(time.perf_counter() - t0)
+                    return out
+
+                idle = latencies(30)
+                bid = c.post("/batches", json=sweep(rows)).json()["batch_id"]
+                while c.get(f"/batches/{bid}").json()["status"] == "queued":
+                    time.sleep(0.05)
+                busy = latencies(30)
+                st = c.get(f"/batches/{bid}").json()
+                print(f"/optimize latency idle: median {np.median(idle) * 1000:.0f} ms, "
+                      f"p95 {np.quantile(idle, 0.95) * 1000:.0f} ms")
+                print(f"/optimize latency with a {rows}-row batch running ({st['done']} rows "
+                      f"done meanwhile): median {np.median(busy) * 1000:.0f} ms, "
+                      f"p95 {np.quantile(busy, 0.95) * 1000:.0f} ms")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        for n in (1000, 10000):
+            proc = _server(Path(tmp) / f"m{n}.db", port + 1)
+            try:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port + 1}", timeout=120) as c:
+                    t0 = time.perf_counter()
+                    bid = c.post("/batches", json=sweep(n)).json()["batch_id"]
+                    while c.get(f"/batches/{bid}").json()["status"] in ("queued", "running"):
+                        time.sleep(0.5)
+                    for _ in range(3):  # read every row back, paged, and the CSV
+                        got = sum(len(c.get(f"/batches/{bid}/results",
+                                            params={"offset": o, "limit": 1000}).json()["rows"])
+                                  for o in range(0, n, 1000))
+                        c.get(f"/batches/{bid}/results.csv")
+                    assert got == n
+                    print(f"server, {n:>6} batch rows: peak RSS {_hwm_mb(proc.pid):.1f} MB "
+                          f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(30)
     return 0
 
 

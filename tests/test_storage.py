@@ -20,6 +20,9 @@ from api.db import MIGRATIONS, RunRow, SchemaVersion, Store, make_engine, migrat
 
 from .conftest import BACKENDS, fresh_pg_database
 
+NEWEST = max(v for v, _ in MIGRATIONS)
+ALL_VERSIONS = sorted(v for v, _ in MIGRATIONS)
+
 
 @pytest.fixture
 def url(request, tmp_path):
@@ -63,14 +66,13 @@ def add(store: Store, name: str = "s", status: str = "optimal", key: str | None 
 # ---------------------------------------------------------------------------------------------
 
 def test_migrate_twice_is_idempotent(engine):
-    newest = max(v for v, _ in MIGRATIONS)
-    assert migrate(engine) == newest
-    assert migrate(engine) == newest
+    assert migrate(engine) == NEWEST
+    assert migrate(engine) == NEWEST
     names = set(inspect(engine).get_table_names())
     assert {"datasets", "runs", "schema_version", "run_analyses"} <= names
     with engine.connect() as conn:
         versions = conn.execute(select(SchemaVersion.version)).scalars().all()
-    assert sorted(versions) == [v for v, _ in MIGRATIONS]
+    assert versions == ALL_VERSIONS
     # the data survive a third migrate
     store = Store(engine)
     run = add(store)
@@ -99,8 +101,7 @@ def test_migrate_from_several_threads_at_once(engine):
         t.join()
     assert errors == [], [repr(e)[:200] for e in errors]
     with engine.connect() as conn:
-        assert sorted(conn.execute(select(SchemaVersion.version)).scalars().all()) == [
-            v for v, _ in MIGRATIONS]
+        assert conn.execute(select(SchemaVersion.version)).scalars().all() == ALL_VERSIONS
 
 
 def test_put_dataset_is_idempotent_by_hash(store):
@@ -227,3 +228,25 @@ def test_run_row_columns_are_indexed_for_the_listing(engine):
     indexed = {c for ix in inspect(engine).get_indexes(RunRow.__tablename__)
                for c in ix["column_names"]}
     assert {"created_at", "scenario_name", "status"} <= indexed
+
+
+def test_a_version_1_database_gains_the_batch_tables(engine):
+    """A database made by the first release (datasets and runs only) is brought to the newest
+    schema at start-up, keeping its runs."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import inspect
+
+    from api.db import _v1
+
+    with engine.begin() as conn:
+        SchemaVersion.__table__.create(conn)
+        _v1(conn)
+        conn.execute(SchemaVersion.__table__.insert().values(version=1,
+                                                              applied_at=datetime.now(UTC)))
+    store = Store(engine)
+    store.add_run(dataset_id="d" * 64, scenario={"name": "old"}, result={"status": "optimal"},
+                  idempotency_key=None, request_sha256=None)
+    assert migrate(engine) == NEWEST
+    assert {"batches", "batch_rows"} <= set(inspect(engine).get_table_names())
+    assert store.list_runs(limit=5, offset=0, scenario_name="old", status=None)[1] == 1
