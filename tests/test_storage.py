@@ -248,5 +248,5 @@ def test_a_version_1_database_gains_the_batch_tables(engine):
     store.add_run(dataset_id="d" * 64, scenario={"name": "old"}, result={"status": "optimal"},
                   idempotency_key=None, request_sha256=None)
     assert migrate(engine) == NEWEST
-    assert {"batches", "batch_rows"} <= set(inspect(engine).get_table_names())
+    assert {"batches", "batch_rows", "run_analyses"} <= set(inspect(engine).get_table_names())
     assert store.list_runs(limit=5, offset=0, scenario_name="old", status=None)[1] == 1
