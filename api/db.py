@@ -111,6 +111,16 @@ class BatchResultRow(Base):
     row: Mapped[dict] = mapped_column(JSON)
 
 
+class RunAnalysisRow(Base):
+    """A run's report analysis (sensitivity re-solves and alternatives), computed once when
+    its report is first asked for and kept: reports render from it without solving."""
+
+    __tablename__ = "run_analyses"
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    analysis: Mapped[dict] = mapped_column(JSON)
+
+
 class SchemaVersion(Base):
     __tablename__ = "schema_version"
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -125,7 +135,11 @@ def _v2(conn) -> None:
     Base.metadata.create_all(conn, tables=[BatchRow.__table__, BatchResultRow.__table__])
 
 
-MIGRATIONS = [(1, _v1), (2, _v2)]
+def _v3(conn) -> None:
+    Base.metadata.create_all(conn, tables=[RunAnalysisRow.__table__])
+
+
+MIGRATIONS = [(1, _v1), (2, _v2), (3, _v3)]
 
 
 def make_engine(url: str) -> Engine:
@@ -234,6 +248,22 @@ class Store:
     def get_run(self, run_id: str) -> RunRow | None:
         with self.session() as s:
             return s.get(RunRow, run_id)
+
+    def get_analysis(self, run_id: str) -> dict | None:
+        with self.session() as s:
+            row = s.get(RunAnalysisRow, run_id)
+            return None if row is None else row.analysis
+
+    def put_analysis(self, run_id: str, analysis: dict) -> None:
+        """Keep a run's analysis; a second one for the same run (computed concurrently) is
+        dropped: the first stays."""
+        with self.session() as s:
+            s.add(RunAnalysisRow(run_id=run_id, created_at=datetime.now(UTC),
+                                 analysis=analysis))
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
 
     def run_by_key(self, key: str) -> RunRow | None:
         with self.session() as s:

@@ -20,7 +20,7 @@ from .batches import BatchManager
 from .config import Settings, get_settings
 from .db import Store, make_engine, migrate
 from .pool import SolverPool
-from .routes import batches, datasets, health, optimize, runs
+from .routes import batches, datasets, health, optimize, reports, runs
 from .service import ClientDisconnected, Dataset
 
 log = logging.getLogger("api")
@@ -133,7 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("client went away during %s; its solve was stopped", request.url.path)
         return Response(status_code=499)
 
-    for r in (optimize.router, runs.router, datasets.router, batches.router, health.router):
+    for r in (optimize.router, runs.router, reports.router, datasets.router, batches.router,
+              health.router):
         app.include_router(r)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

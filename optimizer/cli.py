@@ -44,11 +44,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="refuse specs generating more rows (default 100,000 or "
                    "$OPTIMIZER_BATCH_MAX_ROWS)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .reports.command import add_parser
+
+    add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "report":
+        from .reports.command import run
+
+        return run(args)
     if args.command == "batch":
         return _batch(args)
     try:

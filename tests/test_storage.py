@@ -69,7 +69,7 @@ def test_migrate_twice_is_idempotent(engine):
     assert migrate(engine) == NEWEST
     assert migrate(engine) == NEWEST
     names = set(inspect(engine).get_table_names())
-    assert {"datasets", "runs", "schema_version"} <= names
+    assert {"datasets", "runs", "schema_version", "run_analyses"} <= names
     with engine.connect() as conn:
         versions = conn.execute(select(SchemaVersion.version)).scalars().all()
     assert versions == ALL_VERSIONS
@@ -248,5 +248,5 @@ def test_a_version_1_database_gains_the_batch_tables(engine):
     store.add_run(dataset_id="d" * 64, scenario={"name": "old"}, result={"status": "optimal"},
                   idempotency_key=None, request_sha256=None)
     assert migrate(engine) == NEWEST
-    assert {"batches", "batch_rows"} <= set(inspect(engine).get_table_names())
+    assert {"batches", "batch_rows", "run_analyses"} <= set(inspect(engine).get_table_names())
     assert store.list_runs(limit=5, offset=0, scenario_name="old", status=None)[1] == 1

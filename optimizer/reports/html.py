@@ -1,0 +1,245 @@
+"""The HTML report of one run: one self-contained file (inline CSS, charts as inline SVG, no
+script and no reference to anything outside the file), readable on a laptop and printable on
+A4. Rendered by Jinja2 from ``templates/run.html.j2``; everything it says comes from
+:func:`optimizer.reports.facts.facts`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from ..data import ProjectData
+from ..schema import Result, Scenario
+from . import charts
+from .analysis import Analysis
+from .facts import (
+    PARTNER_NAMES,
+    PARTNER_SHORT,
+    Facts,
+    alternatives_matrix,
+    country_name,
+    facts,
+    money,
+    num,
+    pct,
+    product_name,
+    product_short,
+    product_unit,
+    signed,
+)
+
+_ENV: Environment | None = None
+
+
+def environment() -> Environment:
+    """The Jinja2 environment of the report templates (autoescaped, strict)."""
+    global _ENV
+    if _ENV is None:
+        env = Environment(loader=PackageLoader("optimizer.reports", "templates"),
+                          autoescape=select_autoescape(["html", "j2"]),
+                          undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        env.filters.update(money=money, num=num, pct=pct, signed=signed,
+                           product_name=product_name, product_unit=product_unit,
+                           product_short=product_short,
+                           partner_short=lambda p: PARTNER_SHORT.get(p, p), val=value_text,
+                           country_name=country_name,
+                           partner_name=lambda p: PARTNER_NAMES.get(p, p))
+        _ENV = env
+    return _ENV
+
+
+def value_text(v: Any) -> str:
+    """A varied field's value for a table cell: numbers to 6 significant digits."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:,.6g}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _groups(fx: Facts, key: str) -> tuple[list[str], list[float], list[float]]:
+    kabil: dict[str, float] = defaultdict(float)
+    us: dict[str, float] = defaultdict(float)
+    for p in fx.portfolio:
+        kabil[p[key]] += p["kabil_musd"]
+        us[p[key]] += p["us_musd"]
+    order = sorted(kabil, key=lambda k: -(kabil[k] + us[k]))
+    return order, [kabil[k] for k in order], [us[k] for k in order]
+
+
+def chart_svgs(fx: Facts) -> list[dict[str, str]]:
+    """Every chart of the run's report: [{id, title, caption, svg}]."""
+    if not fx.solved or not fx.portfolio:
+        return []
+    sc, t = fx.scenario, fx.result.totals
+    out = []
+    labels, k, u = _groups(fx, "country")
+    cap = sc.max_country_share * t.cost_musd if sc.max_country_share is not None else None
+    out.append(dict(id="chart-country", title="Spend by country",
+                    caption="Each bar is split into what KABIL and the US partners pay."
+                    + (f" Dashed line: the {pct(sc.max_country_share, 0)} country cap."
+                       if cap is not None else ""),
+                    svg=charts.stacked_spend("Spend by host country",
+                                             [f"{country_name(c)} ({c})" for c in labels],
+                                             k, u, cap, "country cap")))
+    labels, k, u = _groups(fx, "mineral")
+    out.append(dict(id="chart-mineral", title="Spend by mineral", caption="Primary mineral "
+                    "of each project.", svg=charts.stacked_spend(
+                        "Spend by primary mineral", [product_name(m) for m in labels], k, u)))
+    labels, k, u = _groups(fx, "partner")
+    out.append(dict(id="chart-lead", title="Spend by lead partner",
+                    caption="Who leads the deal; colours show who pays.",
+                    svg=charts.stacked_spend("Spend by lead partner",
+                                             [PARTNER_NAMES.get(p, p) for p in labels], k, u)))
+    out.append(dict(id="chart-offtake", title="Offtake against floors",
+                    caption="Annual offtake entitlement of the stakes bought; dashed lines are "
+                    "the scenario's security floors.",
+                    svg=charts.offtake([product_name(m) for m in fx.products],
+                                       [product_unit(m) for m in fx.products],
+                                       [t.output_t[m] for m in fx.products],
+                                       [sc.min_output_t.get(m) for m in fx.products])))
+    if t.avg_risk is not None:
+        out.append(dict(id="chart-risk", title="Risk against its cap",
+                        caption="Diamond: the spend-weighted average risk; dots: the projects.",
+                        svg=charts.risk(t.avg_risk, sc.max_avg_risk,
+                                        [(p["project_id"], p["risk_score"], p["cost_musd"])
+                                         for p in fx.portfolio])))
+    caps = list(sc.annual_budget_musd or [])
+    caps += [None] * (len(t.annual_musd) - len(caps))
+    out.append(dict(id="chart-annual", title="Annual spend against caps",
+                    caption="What the portfolio pays in each plan year; red dashes are the "
+                    "annual caps.", svg=charts.annual(t.annual_musd, caps[:len(t.annual_musd)])))
+    return out
+
+
+def _budget_chart(fx: Facts) -> str | None:
+    a = fx.analysis
+    if a is None or a.budget is None or len(a.budget.curve) < 3:
+        return None
+    label = "NPV, US$ M" if fx.scenario.objective == "npv" else "weighted supply"
+    return charts.budget_curve([p.budget_musd for p in a.budget.curve],
+                               [p.objective for p in a.budget.curve],
+                               fx.scenario.budget_musd, label)
+
+
+def context(fx: Facts, generated: str | None = None) -> dict[str, Any]:
+    r = fx.result
+    return dict(
+        fx=fx, r=r, sc=fx.scenario, t=r.totals, a=fx.analysis, products=fx.products,
+        charts=chart_svgs(fx), budget_chart=_budget_chart(fx),
+        binding=[row for row in fx.limits if row.binding], alt_matrix=alternatives_matrix(fx),
+        generated=generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        n_sourced=int(fx.data.frame["source"].fillna("").astype(str).str.strip().ne("").sum()),
+        objective_is_npv=fx.scenario.objective == "npv",
+    )
+
+
+def render_html(result: Result, scenario: Scenario, data: ProjectData,
+                analysis: Analysis | None = None, *, generated: str | None = None) -> bytes:
+    """The run's report as one self-contained HTML document (UTF-8 bytes). ``analysis``
+    (from :func:`optimizer.reports.analysis.analyse`) adds the "why this portfolio" and
+    alternatives sections; without it they say it was not computed."""
+    fx = facts(result, scenario, data, analysis)
+    html = environment().get_template("run.html.j2").render(**context(fx, generated))
+    return html.encode("utf-8")
+
+
+
+
+# --- a batch's report -------------------------------------------------------------------------
+
+KIND_WORDS = {"scenarios": "what-if scenarios", "grid": "a grid of scenarios",
+              "monte_carlo": "Monte-Carlo draws of the project data",
+              "frontier": "points of an efficient frontier"}
+SELECTION_CHART_MAX = 30  # projects in the selection chart
+
+
+def batch_context(view, generated: str | None = None) -> dict[str, Any]:
+    """Everything the batch template shows (charts drawn here)."""
+    from .batch import BatchView
+
+    v: BatchView = view
+    charts_out: list[dict[str, str]] = []
+    ok = v.ok_rows
+    fk = v.frontier_kind
+    if fk is not None and ok:
+        path = v.varied[0]
+        pts = sorted((r for r in ok if r.varied.get(path) is not None),
+                     key=lambda r: r.varied[path])
+        xlabel = ("total budget, US$ M" if fk == "budget"
+                  else "weighted supply floor (t/y x weight)")
+        charts_out.append(dict(
+            id="chart-frontier", title="The efficient frontier",
+            caption="Each point is the best NPV at that " + (
+                "budget" if fk == "budget" else "floor on weighted supply")
+            + "; the label is its number of projects. The portfolios are in the table below.",
+            svg=charts.frontier([r.varied[path] for r in pts], [r.objective for r in pts],
+                                [str(len(r.stakes)) for r in pts], xlabel, "NPV, US$ M",
+                                "NPV against " + ("budget" if fk == "budget"
+                                                  else "weighted supply")),
+        ))
+    if v.kind == "monte_carlo" and ok:
+        objs = [r.objective for r in ok if r.objective is not None]
+        charts_out.append(dict(
+            id="chart-objective", title="Objective across the draws",
+            caption="The best NPV in each draw, re-optimised for that draw's data.",
+            svg=charts.histogram(v.histogram(objs), "NPV, US$ M",
+                                 "Best NPV per draw (re-optimised)",
+                                 float(np.median(objs)) if objs else None, "median")))
+        regrets = [r.base_regret for r in v.rows if r.base_regret is not None]
+        if regrets:
+            charts_out.append(dict(
+                id="chart-regret", title="Regret of the base portfolio",
+                caption="How much NPV the base case's portfolio, held fixed, loses against the "
+                "best portfolio of each draw.",
+                svg=charts.histogram(v.histogram(regrets), "regret, US$ M",
+                                     "Regret of the base portfolio per draw", 0.0, "no regret")))
+    sel = [s for s in v.selection if s["chosen"] > 0][:SELECTION_CHART_MAX]
+    core_share = float((v.summary.get("robust_core") or {}).get("core_share", 0.9))
+    if sel:
+        charts_out.append(dict(
+            id="chart-selection", title="Selection frequency",
+            caption=f"Share of the {len(ok)} portfolios found that back each project "
+            f"(the {len(sel)} most chosen); dashed: the robust-core threshold "
+            f"{core_share:.0%}.",
+            svg=charts.selection([s["project_id"] for s in sel], [s["share"] for s in sel],
+                                 core_share)))
+    shown = v.side_by_side()
+    ids: list[str] = []
+    order = {s["project_id"]: i for i, s in enumerate(v.selection)}
+    for r in shown:
+        ids += [p for p in r.stakes if p not in ids]
+    ids.sort(key=lambda p: order.get(p, len(order)))
+    frontier_rows = []
+    if fk is not None:
+        path = v.varied[0]
+        frontier_rows = sorted(v.rows, key=lambda r: (r.varied.get(path) is None,
+                                                      r.varied.get(path) or 0))
+    objs = [r.objective for r in ok if r.objective is not None]
+    return dict(
+        v=v, kind_words=KIND_WORDS.get(v.kind, v.kind), charts=charts_out, shown=shown,
+        unit={"monte_carlo": "draw", "frontier": "point"}.get(v.kind, "scenario"),
+        shown_ids=ids, frontier_rows=frontier_rows, core_share=core_share,
+        objective_range=(min(objs), float(np.median(objs)), max(objs)) if objs else None,
+        spec_json=json.dumps(v.spec, indent=2, default=str),
+        generated=generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+def render_batch_html(view, *, generated: str | None = None) -> bytes:
+    """A batch's report (from :func:`optimizer.reports.batch.load_batch`) as one
+    self-contained HTML document."""
+    html = environment().get_template("batch.html.j2").render(**batch_context(view, generated))
+    return html.encode("utf-8")
+
+
+__all__ = ["batch_context", "chart_svgs", "environment", "render_batch_html", "render_html"]
