@@ -154,6 +154,9 @@ def _build(data: ProjectData, mutable_data: bool = False) -> BuiltModel:
     m.supply_weight = pyo.Param(m.M, initialize=1.0, doc="supply_weights[m]", **mut)
     m.relax_weight = pyo.Param(m.F, initialize=0.0, doc="diagnosis weight of relax[f]", **mut)
     m.supply_floor = pyo.Param(initialize=-INF, doc="min_weighted_supply", **mut)
+    m.npv_floor = pyo.Param(initialize=-INF, doc="alternatives: NPV at least this", **mut)
+    m.avoid_weight = pyo.Param(m.P, initialize=0.0,
+                               doc="alternatives: weight of project p's spend to avoid", **mut)
     if mutable_data:  # Monte Carlo: the data's own numbers as parameters
         m.equity_value = pyo.Param(m.P, initialize=dict(enumerate(equity.tolist())),
                                    doc="equity_value_musd[p]", **mut)
@@ -264,9 +267,20 @@ def _build(data: ProjectData, mutable_data: bool = False) -> BuiltModel:
                                                          x[data.requires[j][1]])), 0.0),
         doc="x[p] <= x[q] where p requires q")
 
+    m.min_npv = pyo.Constraint(
+        expr=(m.npv_floor, _lin(np.concatenate([npv, -deal]), sx), None),
+        doc="sum_p (npv[p] * s[p] - deal_cost[p] * x[p]) >= npv_floor (alternatives: within a "
+        "slack of the optimum; no limit otherwise)")
+
     # --- objectives (exactly one active) ---------------------------------------------------
     m.npv_obj = pyo.Objective(expr=_lin(np.concatenate([npv, -deal]), sx), sense=pyo.maximize,
                               doc="max sum_p (npv[p] * s[p] - deal_cost[p] * x[p])")
+    m.avoid_obj = pyo.Objective(
+        expr=_lin([m.avoid_weight[p] * equity[p] for p in range(n)]
+                  + [m.avoid_weight[p] * deal[p] for p in range(n)], sx),
+        sense=pyo.minimize,
+        doc="alternatives (modelling to generate alternatives): min sum_p avoid_weight[p] * "
+        "c_p, the money kept in the projects to move away from")
     m.supply_obj = pyo.Objective(expr=sum(m.supply_weight[mi] * m.output[mi] for mi in PRODUCTS),
                                  sense=pyo.maximize,
                                  doc="max sum_m supply_weights[m] * O[m]")
@@ -275,6 +289,7 @@ def _build(data: ProjectData, mutable_data: bool = False) -> BuiltModel:
                                 doc="diagnosis: min sum_f weight[f] * relax[f]")
     m.supply_obj.deactivate()
     m.relax_obj.deactivate()
+    m.avoid_obj.deactivate()
     return BuiltModel(model=m, data=data, countries=countries, country_rows=country_rows,
                       build_s=time.perf_counter() - t0)
 
@@ -401,5 +416,6 @@ def use_objective(built: BuiltModel, name: str) -> None:
     """Activate exactly one of ``npv_obj``, ``supply_obj``, ``relax_obj`` (``none``: none of
     them, for a caller that adds its own objective)."""
     m = built.model
-    for key, obj in (("npv", m.npv_obj), ("supply", m.supply_obj), ("relax", m.relax_obj)):
+    for key, obj in (("npv", m.npv_obj), ("supply", m.supply_obj), ("relax", m.relax_obj),
+                     ("avoid", m.avoid_obj)):
         obj.activate() if key == name else obj.deactivate()

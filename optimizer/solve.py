@@ -28,7 +28,7 @@ import math
 import platform
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -51,12 +51,14 @@ from .data import (
 from .errors import InputError
 from .highs_backend import FastHighs, highs_threads
 from .model import (
+    INF,
     BuiltModel,
     add_nogood,
     apply_data,
     apply_scenario,
     build_model,
     clear_cuts,
+    use_objective,
 )
 from .polish import polish_stakes
 from .results import binding, objective_value, portfolio
@@ -264,14 +266,21 @@ class Optimizer:
     def solve(self, scenario: Scenario | dict | str | Path, *, diagnose: bool = True,
               exclude_portfolios: Sequence[Collection[str]] = (),
               min_difference: int = 1,
-              candidates: Sequence[dict[str, float]] = ()) -> Result:
+              candidates: Sequence[dict[str, float]] = (),
+              away_from: Collection[str] = (),
+              min_objective: float | None = None) -> Result:
         """Solve ``scenario`` on this table; infeasible scenarios come back diagnosed.
 
         ``exclude_portfolios``: chosen sets (project ids) the answer must differ from, each in
         at least ``min_difference`` project choices (no-good cuts; for alternatives).
         ``candidates``: portfolios ({project_id: stake}) known from elsewhere, e.g. the
         previous point of a frontier; one that meets this scenario exactly and beats the
-        search's portfolio is reported instead (a search stopped at its gap may miss it)."""
+        search's portfolio is reported instead (a search stopped at its gap may miss it).
+
+        ``away_from`` + ``min_objective`` (modelling to generate alternatives): instead of the
+        best portfolio, the one that keeps the least money in the projects ``away_from`` while
+        its objective stays at least ``min_objective``. Its status is then "feasible" (a
+        portfolio of the scenario, not its optimum) with no bound."""
         sc = load_scenario(scenario)  # validates Scenario objects too
         check_scenario_against(sc, self.data)
         excluded = self._exclusion_masks(exclude_portfolios, min_difference)
@@ -282,14 +291,25 @@ class Optimizer:
             apply_scenario(self.built, sc)
             for chosen in excluded:
                 add_nogood(self.built, chosen, min_difference)
+            alternative = bool(away_from) or min_objective is not None
+            if alternative:
+                self._aim_away(sc, away_from, min_objective)
             try:
                 out = self.run(sc)
                 cert = self.certify(sc, out)
             finally:
                 if excluded:
                     clear_cuts(self.built)
+                if alternative:
+                    self._aim_away(sc, away_from, None, reset=True)
             out = cert.outcome
             status = _status(out)
+            if alternative and status == "optimal":
+                status = "feasible"
+                out = replace(out, bound=None)
+                cert.repairs.append("an alternative: the portfolio keeping the least money in "
+                                    f"{len(away_from)} given projects with the objective at "
+                                    f"least {min_objective}")
             stakes = cert.stakes or {}
             if candidates and status in ("optimal", "feasible", "no_solution"):
                 better = self._best_candidate(sc, candidates, stakes if cert.stakes else None)
@@ -351,6 +371,22 @@ class Optimizer:
                 python_version=platform.python_version()),
             scenario_name=sc.name,
         )
+
+    def _aim_away(self, sc: Scenario, away_from: Collection[str], floor: float | None, *,
+                  reset: bool = False) -> None:
+        m = self.built.model
+        pos = self.data.positions
+        unknown = [p for p in away_from if p not in pos]
+        if unknown:
+            raise InputError(f"away_from names unknown projects {unknown}", loc=("away_from",))
+        for p in away_from:
+            m.avoid_weight[pos[p]].set_value(0.0 if reset else 1.0)
+        if sc.objective == "npv":
+            m.npv_floor.set_value(-INF if reset or floor is None else float(floor))
+        elif not reset and floor is not None:
+            own = -INF if sc.min_weighted_supply is None else sc.min_weighted_supply
+            m.supply_floor.set_value(max(own, float(floor)))
+        use_objective(self.built, sc.objective if reset else "avoid")
 
     def _best_candidate(self, sc: Scenario, candidates: Sequence[dict[str, float]],
                         current: dict[str, float] | None) -> dict[str, float] | None:

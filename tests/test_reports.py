@@ -57,8 +57,28 @@ def tiny_run(tiny_opt):
     sc = scenario(budget_musd=120)
     r = tiny_opt.solve(sc)
     a = analyse(tiny_opt, sc, r, AnalysisSettings(budget_curve_steps=2, forced_candidates=5,
-                                                  alternatives=3, alternative_slack=0.1))
+                                                  alternatives=3, alternative_slack=0.1,
+                                                  alternatives_method="no_good"))
     return sc, r, a
+
+
+def test_tiny_alternatives_by_modelling_to_generate_alternatives(tiny_opt):
+    """Budget 120, optimum A 0.55 + C 0.3 = 47; within 10 % the NPV floor is 42.3.
+    First: the least money in {A, C} differing in 2 choices: A + B with A at the smallest
+    stake keeping 40 s + 20 >= 42.3, s = 0.5575 (55.75 kept; B + C would keep 59.6).
+    Second: the least money in {A, B, C}, differing from {A, C} and {A, B}: B + C with
+    100 t - 5 + 20 >= 42.3, t = 0.273. Third: only the empty set differs enough: none."""
+    sc = scenario(budget_musd=120)
+    r = tiny_opt.solve(sc)
+    a = analyse(tiny_opt, sc, r, AnalysisSettings(forced_candidates=0, alternatives=3,
+                                                  alternative_slack=0.1))
+    got = [(sorted(alt.stakes), round(alt.objective, 6)) for alt in a.alternatives]
+    assert got == [(["A", "B"], 42.3), (["B", "C"], 42.3)]
+    assert a.alternatives[0].stakes["A"] == pytest.approx(0.5575, abs=1e-9)
+    assert a.alternatives[1].stakes["C"] == pytest.approx(0.273, abs=1e-9)
+    assert "Modelling to generate alternatives" in a.alternatives_method
+    assert all(alt.status == "feasible" for alt in a.alternatives)
+    check_alternatives(tiny_opt, sc, r, a)
 
 
 def test_budget_value_matches_hand_and_explicit_resolves(tiny_run):

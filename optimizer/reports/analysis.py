@@ -11,10 +11,12 @@ on a changed copy of the scenario; nothing is rebuilt) compared with the run's o
 - **regret** of every chosen project: the objective lost when it is excluded
   (``exclude_projects``), and for the best few rejected ones the objective lost when one is
   forced in (``include_projects``);
-- **alternatives**: up to ``k`` portfolios, each differing from the optimum and from each
-  other in at least ``min_difference`` project choices (no-good cuts,
-  ``Optimizer.solve(exclude_portfolios=...)``), each the best such portfolio, kept while
-  within ``slack`` of the optimum.
+- **alternatives**: up to ``k`` portfolios within ``slack`` of the optimum, by modelling to
+  generate alternatives (default): each keeps the least money in the projects of the optimum
+  and of the alternatives before it, with its objective at least ``(1 - slack)`` x optimum
+  (``Optimizer.solve(away_from=..., min_objective=...)``), and differs from each of them in
+  at least ``min_difference`` project choices (no-good cuts); or (``method="no_good"``) the
+  best portfolio under the no-good cuts alone, kept while within the slack.
 
 The result is plain data (:class:`Analysis`, a pydantic model) that can be stored as JSON and
 rendered any number of times without solving again.
@@ -26,7 +28,7 @@ import inspect
 import json
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -56,6 +58,10 @@ class AnalysisSettings(BaseModel):
     alternatives: int = Field(3, ge=0, le=20, description="k: alternatives sought")
     alternative_slack: float = Field(
         0.02, ge=0, le=1, description="alternatives must be within this share of the optimum")
+    alternatives_method: Literal["mga", "no_good"] = Field(
+        "mga", description="mga: money moved away from the optimum's projects within the "
+        "slack (structurally different); no_good: the next-best portfolios under no-good cuts "
+        "(often a swap of one small project)")
     min_difference: int = Field(
         2, ge=1, le=1000,
         description="an alternative differs from the optimum and from each other alternative "
@@ -514,6 +520,8 @@ def _alternatives(rs: _Resolver, sc: Scenario, result: Result, chosen: set[str],
                   st: AnalysisSettings, out: Analysis) -> None:
     base = result.objective
     floor = base - st.alternative_slack * abs(base)
+    if st.alternatives_method == "mga":
+        return _alternatives_mga(rs, result, chosen, st, out, floor)
     out.alternatives_method = (
         f"No-good cuts: the model re-solved excluding the optimum's chosen set and every "
         f"alternative already found, each new portfolio differing from all of them in at least "
@@ -556,6 +564,45 @@ def _alternatives(rs: _Resolver, sc: Scenario, result: Result, chosen: set[str],
         found.append(sorted(picked))
     out.alternatives_note = (f"The {st.alternatives} best portfolios meeting the rule are "
                              "shown; more may exist within the slack.")
+
+
+def _alternatives_mga(rs: _Resolver, result: Result, chosen: set[str], st: AnalysisSettings,
+                      out: Analysis, floor: float) -> None:
+    base = result.objective
+    out.alternatives_method = (
+        f"Modelling to generate alternatives: the model re-solved for the portfolio that keeps "
+        f"the least money in the projects of the recommended portfolio and of every alternative "
+        f"already found, with its objective at least {floor:,.6g} (within "
+        f"{st.alternative_slack:.1%} of the optimum) and differing from each of them in at "
+        f"least {st.min_difference} project choices (no-good cuts); at most "
+        f"{st.alternatives}. Each is a structurally different way to spend the budget at "
+        "nearly the same value, not the next-best portfolio. Money moved: the larger of the "
+        "spend an alternative adds and the spend it removes, project by project.")
+    if st.alternatives == 0:
+        return
+    found = [sorted(chosen)]
+    away = set(chosen)
+    while len(out.alternatives) < st.alternatives:
+        res = rs({}, exclude_portfolios=[list(s) for s in found],
+                 min_difference=st.min_difference, away_from=sorted(away),
+                 min_objective=floor)
+        obj = _objective(res)
+        if obj is None:
+            out.alternatives_note = (
+                f"No further portfolio within {st.alternative_slack:.1%} of the optimum "
+                f"differs in {st.min_difference} or more project choices ({_status(res)}).")
+            return
+        picked = {p.project_id: p.stake for p in res.selected}
+        loss = base - obj
+        out.alternatives.append(Alternative(
+            rank=len(out.alternatives) + 1, status=res.status, objective=obj, loss=loss,
+            loss_pct=_loss_pct(loss, base), stakes=picked,
+            added=sorted(set(picked) - chosen), dropped=sorted(chosen - set(picked)),
+            totals=res.totals, moved_musd=_moved(result, res)))
+        found.append(sorted(picked))
+        away |= set(picked)
+    out.alternatives_note = (f"{st.alternatives} alternatives are shown; others may exist "
+                             "within the slack.")
 
 
 __all__ = ["Alternative", "Analysis", "AnalysisSettings", "BudgetPoint", "BudgetValue",
