@@ -69,9 +69,7 @@ class Triangular(BaseModel):
 
     def from_normal(self, z: np.ndarray) -> np.ndarray:
         """Inverse CDF at Phi(z) (so a correlated normal drives it, Gaussian copula)."""
-        from scipy.special import ndtr
-
-        u = ndtr(z)
+        u = _normal_cdf(np.asarray(z, dtype=float))
         a, c, b = self.low, self.mode, self.high
         cut = (c - a) / (b - a)
         left = a + np.sqrt(u * (b - a) * (c - a))
@@ -80,6 +78,13 @@ class Triangular(BaseModel):
 
 
 Distribution = Annotated[Lognormal | Triangular, Field(discriminator="dist")]
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    """Phi(z), the standard normal CDF (math.erf elementwise; no SciPy at run time)."""
+    return 0.5 * (1.0 + _erf(z / math.sqrt(2.0)).astype(float))
 
 
 class Disruption(BaseModel):
