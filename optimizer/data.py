@@ -468,40 +468,38 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario | None = Non
         # does not validate): check it again, so no unvalidated number reaches the model.
         source = _plain(source.model_dump(warnings=False))
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        label = f"scenario file {str(path)!r}"
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(f"{label} does not exist", loc=("scenario",)) from None
-        except IsADirectoryError:
-            raise InputError(f"{label} is a directory, not a JSON or YAML file",
-                             loc=("scenario",)) from None
-        except PermissionError:
-            raise InputError(f"{label} cannot be read (permission denied)",
-                             loc=("scenario",)) from None
-        except UnicodeDecodeError:
-            raise InputError(f"{label} is not UTF-8 text (a binary file?)",
-                             loc=("scenario",)) from None
-        if "\x00" in text:
-            raise InputError(f"{label} contains NUL characters (a binary file?)",
-                             loc=("scenario",))
-        try:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                data = _yaml_load(text)
-            else:
-                data = json.loads(text)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is the user's input
-            raise InputError(f"scenario file {str(path)!r} is not valid "
-                             f"{'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}:"
-                             f" {exc}", loc=("scenario",)) from None
-        source = data
+        source = read_json_or_yaml(Path(source), "scenario file", "scenario")
     if not isinstance(source, Mapping):
         raise InputError("a scenario must be a JSON object", loc=("scenario",))
     try:
         return Scenario.model_validate(dict(source))
     except ValidationError as exc:
         raise scenario_error(exc) from None
+
+
+def read_json_or_yaml(path: Path, what: str, loc: str) -> Any:
+    """A JSON or YAML (by suffix) file's content; InputError in plain words for a missing,
+    unreadable, binary or malformed file."""
+    label = f"{what} {str(path)!r}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{label} does not exist", loc=(loc,)) from None
+    except IsADirectoryError:
+        raise InputError(f"{label} is a directory, not a JSON or YAML file",
+                         loc=(loc,)) from None
+    except PermissionError:
+        raise InputError(f"{label} cannot be read (permission denied)", loc=(loc,)) from None
+    except UnicodeDecodeError:
+        raise InputError(f"{label} is not UTF-8 text (a binary file?)", loc=(loc,)) from None
+    if "\x00" in text:
+        raise InputError(f"{label} contains NUL characters (a binary file?)", loc=(loc,))
+    yaml = path.suffix.lower() in (".yaml", ".yml")
+    try:
+        return _yaml_load(text) if yaml else json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's input
+        raise InputError(f"{label} is not valid {'YAML' if yaml else 'JSON'}: {exc}",
+                         loc=(loc,)) from None
 
 
 def _plain(v: Any) -> Any:

@@ -2,37 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from ..data import _yaml_load, load_projects
+from ..data import load_projects, read_json_or_yaml
 from ..errors import InputError
 from .engine import Progress, run_batch
 from .files import DirSink, varied_paths
 from .spec import DEFAULT_MAX_ROWS, BatchSpec, parse_spec
 
 
-def load_spec_file(path: Path) -> dict[str, Any]:
-    label = f"batch spec {str(path)!r}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{label} does not exist", loc=("spec",)) from None
-    except IsADirectoryError:
-        raise InputError(f"{label} is a directory, not a JSON or YAML file",
-                         loc=("spec",)) from None
-    except UnicodeDecodeError:
-        raise InputError(f"{label} is not UTF-8 text (a binary file?)", loc=("spec",)) from None
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            return _yaml_load(text)
-        return json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's input
-        raise InputError(f"{label} is not valid JSON/YAML: {exc}", loc=("spec",)) from None
+def load_spec_file(path: Path) -> Any:
+    return read_json_or_yaml(path, "batch spec", "spec")
 
 
 def resolve_projects(spec: BatchSpec, override: Path | None, spec_dir: Path):

@@ -84,7 +84,7 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
     """Phi(z), the standard normal CDF (math.erf elementwise; no SciPy at run time)."""
-    return 0.5 * (1.0 + _erf(z / math.sqrt(2.0)).astype(float))
+    return 0.5 * (1.0 + np.asarray(_erf(z / math.sqrt(2.0)), dtype=float))
 
 
 class Disruption(BaseModel):

@@ -554,21 +554,27 @@ def _alternatives(rs: _Resolver, sc: Scenario, result: Result, chosen: set[str],
                 f"choices is {loss:,.4g} ({_loss_pct(loss, base) or 0:.2%}) below the optimum, "
                 f"outside the {st.alternative_slack:.1%} slack.")
             return
-        picked = {p.project_id: p.stake for p in res.selected}
-        loss = base - obj
-        out.alternatives.append(Alternative(
-            rank=len(out.alternatives) + 1, status=res.status, objective=obj, loss=loss,
-            loss_pct=_loss_pct(loss, base), stakes=picked,
-            added=sorted(set(picked) - chosen), dropped=sorted(chosen - set(picked)),
-            totals=res.totals, moved_musd=_moved(result, res)))
+        picked = _append(out, result, res, chosen)
         found.append(sorted(picked))
     out.alternatives_note = (f"The {st.alternatives} best portfolios meeting the rule are "
                              "shown; more may exist within the slack.")
 
 
+def _append(out: Analysis, result: Result, res: Result, chosen: set[str]) -> dict[str, float]:
+    """Record ``res`` as the next alternative to ``result``; its stakes."""
+    base, obj = result.objective, res.objective
+    picked = {p.project_id: p.stake for p in res.selected}
+    loss = base - obj
+    out.alternatives.append(Alternative(
+        rank=len(out.alternatives) + 1, status=res.status, objective=obj, loss=loss,
+        loss_pct=_loss_pct(loss, base), stakes=picked,
+        added=sorted(set(picked) - chosen), dropped=sorted(chosen - set(picked)),
+        totals=res.totals, moved_musd=_moved(result, res)))
+    return picked
+
+
 def _alternatives_mga(rs: _Resolver, result: Result, chosen: set[str], st: AnalysisSettings,
                       out: Analysis, floor: float) -> None:
-    base = result.objective
     out.alternatives_method = (
         f"Modelling to generate alternatives: the model re-solved for the portfolio that keeps "
         f"the least money in the projects of the recommended portfolio and of every alternative "
@@ -592,13 +598,7 @@ def _alternatives_mga(rs: _Resolver, result: Result, chosen: set[str], st: Analy
                 f"No further portfolio within {st.alternative_slack:.1%} of the optimum "
                 f"differs in {st.min_difference} or more project choices ({_status(res)}).")
             return
-        picked = {p.project_id: p.stake for p in res.selected}
-        loss = base - obj
-        out.alternatives.append(Alternative(
-            rank=len(out.alternatives) + 1, status=res.status, objective=obj, loss=loss,
-            loss_pct=_loss_pct(loss, base), stakes=picked,
-            added=sorted(set(picked) - chosen), dropped=sorted(chosen - set(picked)),
-            totals=res.totals, moved_musd=_moved(result, res)))
+        picked = _append(out, result, res, chosen)
         found.append(sorted(picked))
         away |= set(picked)
     out.alternatives_note = (f"{st.alternatives} alternatives are shown; others may exist "
