@@ -108,6 +108,8 @@ def write_instance(n: int, seed: int, presolve: str, time_limit: float, tmp: Pat
 # =============================================================================================
 
 INF = math.inf
+PRODUCTS = ("tantalum", "niobium", "ree", "ndpr", "dytb")
+NP = len(PRODUCTS)
 
 
 def _cap(v):
@@ -127,8 +129,10 @@ def scenario_numbers(scen: dict, n_years: int) -> dict:
         "china": scen.get("max_china_processing_share"),
         "min_countries": scen.get("min_countries"),
         "max_projects": _cap(scen.get("max_projects")),
-        "min_output": [scen.get("min_output_t", {}).get(m) for m in
-                       ("tantalum", "niobium", "ree")],
+        "min_output": [scen.get("min_output_t", {}).get(m) for m in PRODUCTS],
+        "weights": [float((scen.get("supply_weights") or {}).get(
+            m, 0.0 if m in ("ndpr", "dytb") else 1.0)) for m in PRODUCTS],
+        "min_supply": scen.get("min_weighted_supply"),
     }
 
 
@@ -155,13 +159,13 @@ def floor_model(d, scen: dict):
         ss = 2 * np.arange(n)
         xs = ss + 1
         uu = 2 * n + 1 + np.arange(K)
-        oo = 2 * n + 1 + K + np.arange(3)
+        oo = 2 * n + 1 + K + np.arange(NP)
     else:
         xs = np.arange(n)
         ss = n + np.arange(n)
-        oo = 2 * n + 1 + np.arange(3)
-        uu = 2 * n + 4 + np.arange(K)
-    ncol = 2 * n + 1 + K + 3
+        oo = 2 * n + 1 + np.arange(NP)
+        uu = 2 * n + 1 + NP + np.arange(K)
+    ncol = 2 * n + 1 + K + NP
 
     rows_r, rows_c, rows_v, lo, up = [], [], [], [], []
     nrow = 0
@@ -223,13 +227,15 @@ def floor_model(d, scen: dict):
     mc = sn["min_countries"]
     add_block(np.zeros(K, int), uu, np.ones(K), [-INF if mc is None else float(mc)], [INF])
     add_block(np.zeros(n, int), xs, np.ones(n), [-INF], [sn["max_projects"]])
-    # outputs
-    for j in range(3):
+    # outputs, their floors, the weighted-supply floor
+    for j in range(NP):
         add_block(np.zeros(n + 1, int), np.concatenate([[oo[j]], ss]),
                   np.concatenate([[1.0], -d["out"][:, j]]), [0.0], [0.0])
-    for j in range(3):
+    for j in range(NP):
         fl = sn["min_output"][j]
         add_block([0], [oo[j]], [1.0], [-INF if fl is None else float(fl)], [INF])
+    ms = sn["min_supply"]
+    add_block(np.zeros(NP, int), oo, sn["weights"], [-INF if ms is None else float(ms)], [INF])
     # exclusive groups, requires
     G = int(d["n_groups"])
     if G:
@@ -311,7 +317,7 @@ def worker_ours(stem: str, presolve: str) -> dict:
     for name in ("load_scenario", "check_scenario_against", "apply_scenario", "portfolio",
                  "violations", "binding", "objective_value"):
         setattr(osolve, name, timed(name, getattr(osolve, name)))
-    osolve.Optimizer._read_stakes = timed("read_stakes", osolve.Optimizer._read_stakes)
+    osolve.Optimizer.stakes_of = timed("read_stakes", osolve.Optimizer.stakes_of)
 
     import pandas as pd
 
@@ -328,20 +334,18 @@ def worker_ours(stem: str, presolve: str) -> dict:
     t = pc()
     res = opt.solve(scen)
     first = pc() - t
-    pres = opt._last  # pyomo Results of the HiGHS run
-    timer = pres.timing_info.timer
-    pyomo_wall = pres.timing_info.wall_time
-    ph["transfer"] = timer.get_total_time("set_instance")
+    timer = opt.last_timer  # Pyomo's timer of the last HiGHS run
+    ph["transfer"] = opt._transfer_s
     ph["solve"] = timer.get_total_time("optimize")
-    ph["pyomo_solve_other"] = pyomo_wall - ph["transfer"] - ph["solve"]
-    ph["extract"] = first - pyomo_wall
+    ph["pyomo_solve_other"] = opt.last_run_wall - ph["solve"]
+    ph["extract"] = first - opt.last_run_wall - ph["transfer"]
     for k, v in acc.items():
         ph["x_" + k] = v
     ph["first_solve_wall"] = first
     ph["reported_build_s"] = res.solver.build_s
     ph["reported_solve_time_s"] = res.solver.solve_time_s
     ph["total"] = ph["validate"] + ph["build_wall"] + first
-    ph["mip_nodes"] = pres.extra_info.mip_node_count
+    ph["mip_nodes"] = opt.last_mip_nodes
     stakes = {s.project_id: s.stake for s in res.selected}
 
     # re-solve on the persistent model: budget -20 %
@@ -349,7 +353,7 @@ def worker_ours(stem: str, presolve: str) -> dict:
     t = pc()
     res2 = opt.solve(scen2)
     ph["resolve_total"] = pc() - t
-    timer2 = opt._last.timing_info.timer
+    timer2 = opt.last_timer
     ph["resolve_solve"] = timer2.get_total_time("optimize")
     ph["resolve_update"] = timer2.get_total_time("update")
     ph["resolve_overhead"] = ph["resolve_total"] - ph["resolve_solve"]
@@ -382,6 +386,10 @@ def worker_highspy(stem: str, presolve: str) -> dict:
     h.setOptionValue("mip_rel_gap", MIP_GAP)
     h.setOptionValue("random_seed", 0)
     h.setOptionValue("time_limit", float(scen["solver"]["time_limit_s"]))
+    # the heuristics the library switches off (optimizer/solve.py; bench/README.md), so that
+    # both run the same search and the difference is the modelling layer
+    h.setOptionValue("mip_heuristic_run_feasibility_jump", False)
+    h.setOptionValue("mip_heuristic_run_root_reduced_cost", False)
     st = h.passModel(fm["ncol"], fm["nrow"], fm["nnz"], int(highspy.MatrixFormat.kRowwise),
                      int(highspy.ObjSense.kMaximize), 0.0, fm["cost"], fm["col_lo"],
                      fm["col_up"], fm["row_lo"], fm["row_up"], fm["start"], fm["index"],
@@ -459,7 +467,7 @@ def worker_pulp(stem: str, presolve: str) -> dict:
     x = [pulp.LpVariable(f"x{i}", cat=pulp.LpBinary) for i in range(n)]
     s = [pulp.LpVariable(f"s{i}", lowBound=0.0, upBound=float(d["smax"][i])) for i in range(n)]
     T = pulp.LpVariable("T", lowBound=0.0)
-    out_v = [pulp.LpVariable(f"O{j}", lowBound=0.0) for j in range(3)]
+    out_v = [pulp.LpVariable(f"O{j}", lowBound=0.0) for j in range(NP)]
     u = [pulp.LpVariable(f"u{k}", cat=pulp.LpBinary) for k in range(K)]
 
     def con(name, terms, sense, rhs):
@@ -503,7 +511,7 @@ def worker_pulp(stem: str, presolve: str) -> dict:
         con("min_countries", [(u[k], 1.0) for k in range(K)], GE, float(sn["min_countries"]))
     if sn["max_projects"] < INF:
         con("max_projects", [(x[i], 1.0) for i in range(n)], LE, sn["max_projects"])
-    for j in range(3):
+    for j in range(NP):
         col = d["out"][:, j]
         con(f"out{j}", [(out_v[j], 1.0)] + [(s[i], -float(col[i])) for i in np.flatnonzero(col)],
             EQ, 0.0)
@@ -544,7 +552,6 @@ def worker_scale(stem: str, gc_mode: str) -> dict:
 
     t0 = pc()
     import optimizer  # noqa: F401
-    import optimizer.solve as osolve
     from optimizer.data import validate_projects
     from optimizer.model import apply_scenario
 
@@ -562,7 +569,7 @@ def worker_scale(stem: str, gc_mode: str) -> dict:
     opt = optimizer.Optimizer(data)
     ph["build"] = pc() - t
     apply_scenario(opt.built, sc)
-    cls = getattr(osolve, "_Highs", None) or osolve.Highs
+    from optimizer.highs_backend import FastHighs as cls
     hs = cls()
     t = pc()
     hs.set_instance(opt.built.model)

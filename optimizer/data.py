@@ -264,7 +264,9 @@ def validate_projects(raw: pd.DataFrame) -> ProjectData:
     # NUL in any text cell: PostgreSQL cannot store it, and no real cell has one
     for c in raw.columns:
         if c in out.columns and not pd.api.types.is_numeric_dtype(raw[c].dtype):
-            add(np.flatnonzero(_texts(raw[c]).str.contains("\x00", regex=False)), c,
+            cells = raw[c].astype(object)
+            has = cells.map(lambda v: isinstance(v, str) and "\x00" in v, na_action="ignore")
+            add(np.flatnonzero(has.fillna(False).to_numpy(dtype=bool)), c,
                 "must not contain the NUL character")
     ree = out["output_ree_t"]
     magnets = out["output_ndpr_t"].fillna(0.0) + out["output_dytb_t"].fillna(0.0)

@@ -71,6 +71,11 @@ class FastHighs(Highs):
     _deadline: float | None = None  # time.monotonic() past which HiGHS is interrupted
     _watching = False
 
+    def mip_nodes(self) -> int | None:
+        """Branch-and-bound nodes of the last run."""
+        highs = getattr(self, "_solver_model", None)
+        return None if highs is None else int(highs.getInfo().mip_node_count)
+
     def quiet(self) -> None:
         """No HiGHS output between solves either (a later bound change would print notes)."""
         self._solver_model.setOptionValue("output_flag", False)

@@ -66,11 +66,19 @@ def _lin(coefs, vars_, extra=()) -> LinearExpression:
     dropped), plus ``extra`` (coefficient, variable) terms whose coefficient may be a mutable
     parameter expression. Every row is one ``LinearExpression``: fast to build and to hand to
     HiGHS (``highs_backend.FastHighs``)."""
-    c, v = [], []
-    for a, x in zip(coefs, vars_, strict=True):
-        if type(a) is not float:
-            a = float(a) if isinstance(a, int | np.number) else a  # else: a Param expression
-        if a.__class__ is not float or a != 0.0:
+    if isinstance(coefs, np.ndarray) and coefs.dtype != object:  # numbers: vectorised
+        if len(coefs) != len(vars_):
+            raise ValueError("coefficients and variables differ in length")
+        nz = np.flatnonzero(coefs)
+        c = coefs[nz].tolist()
+        v = [vars_[i] for i in nz.tolist()]
+    else:  # may hold Param expressions (mutable data): kept whatever their value
+        c, v = [], []
+        for a, x in zip(coefs, vars_, strict=True):
+            if isinstance(a, int | float | np.number):
+                a = float(a)
+                if a == 0.0:
+                    continue
             c.append(a)
             v.append(x)
     for a, x in extra:
@@ -154,9 +162,6 @@ def _build(data: ProjectData, mutable_data: bool = False) -> BuiltModel:
     m.supply_weight = pyo.Param(m.M, initialize=1.0, doc="supply_weights[m]", **mut)
     m.relax_weight = pyo.Param(m.F, initialize=0.0, doc="diagnosis weight of relax[f]", **mut)
     m.supply_floor = pyo.Param(initialize=-INF, doc="min_weighted_supply", **mut)
-    m.npv_floor = pyo.Param(initialize=-INF, doc="alternatives: NPV at least this", **mut)
-    m.avoid_weight = pyo.Param(m.P, initialize=0.0,
-                               doc="alternatives: weight of project p's spend to avoid", **mut)
     if mutable_data:  # Monte Carlo: the data's own numbers as parameters
         m.equity_value = pyo.Param(m.P, initialize=dict(enumerate(equity.tolist())),
                                    doc="equity_value_musd[p]", **mut)
@@ -267,20 +272,9 @@ def _build(data: ProjectData, mutable_data: bool = False) -> BuiltModel:
                                                          x[data.requires[j][1]])), 0.0),
         doc="x[p] <= x[q] where p requires q")
 
-    m.min_npv = pyo.Constraint(
-        expr=(m.npv_floor, _lin(np.concatenate([npv, -deal]), sx), None),
-        doc="sum_p (npv[p] * s[p] - deal_cost[p] * x[p]) >= npv_floor (alternatives: within a "
-        "slack of the optimum; no limit otherwise)")
-
     # --- objectives (exactly one active) ---------------------------------------------------
     m.npv_obj = pyo.Objective(expr=_lin(np.concatenate([npv, -deal]), sx), sense=pyo.maximize,
                               doc="max sum_p (npv[p] * s[p] - deal_cost[p] * x[p])")
-    m.avoid_obj = pyo.Objective(
-        expr=_lin([m.avoid_weight[p] * equity[p] for p in range(n)]
-                  + [m.avoid_weight[p] * deal[p] for p in range(n)], sx),
-        sense=pyo.minimize,
-        doc="alternatives (modelling to generate alternatives): min sum_p avoid_weight[p] * "
-        "c_p, the money kept in the projects to move away from")
     m.supply_obj = pyo.Objective(expr=sum(m.supply_weight[mi] * m.output[mi] for mi in PRODUCTS),
                                  sense=pyo.maximize,
                                  doc="max sum_m supply_weights[m] * O[m]")
@@ -289,7 +283,6 @@ def _build(data: ProjectData, mutable_data: bool = False) -> BuiltModel:
                                 doc="diagnosis: min sum_f weight[f] * relax[f]")
     m.supply_obj.deactivate()
     m.relax_obj.deactivate()
-    m.avoid_obj.deactivate()
     return BuiltModel(model=m, data=data, countries=countries, country_rows=country_rows,
                       build_s=time.perf_counter() - t0)
 
@@ -309,6 +302,40 @@ def add_nogood(built: BuiltModel, chosen: np.ndarray, min_difference: int = 1) -
         expr=(float(min_difference - int(chosen.sum())), _lin(coefs, x), None),
         doc="no-good cut: sum_{p in S} (1 - x[p]) + sum_{p not in S} x[p] >= d"))
     built.cuts.append(name)
+
+
+def add_alternative_search(built: BuiltModel, away: np.ndarray, npv_floor: float | None
+                           ) -> None:
+    """Modelling to generate alternatives, added for one solve (:func:`remove_alternative_
+    search` takes it out): the objective ``min sum_{p in away} c_p`` (``avoid``: the money kept
+    in the projects to move away from) and, for the NPV objective, the row ``sum_p (npv[p] *
+    s[p] - deal_cost[p] * x[p]) >= npv_floor`` (a supply floor uses ``min_supply``)."""
+    m = built.model
+    rows = np.flatnonzero(away)
+    s = [m.stake[p] for p in rows]
+    x = [m.choose[p] for p in rows]
+    eq = built.data.col("equity_value_musd")[rows]
+    deal = built.data.col("deal_cost_musd")[rows]
+    m.avoid_obj = pyo.Objective(expr=_lin(np.concatenate([eq, deal]), s + x),
+                                sense=pyo.minimize,
+                                doc="alternatives: min the money kept in the projects to move "
+                                "away from, sum_{p in away} c_p")
+    if npv_floor is not None:
+        n = built.data.n
+        every = np.concatenate([built.data.col("npv_musd"), -built.data.col("deal_cost_musd")])
+        m.min_npv = pyo.Constraint(
+            expr=(float(npv_floor), _lin(every, [m.stake[p] for p in range(n)]
+                                         + [m.choose[p] for p in range(n)]), None),
+            doc="alternatives: sum_p (npv[p] * s[p] - deal_cost[p] * x[p]) >= npv_floor")
+    use_objective(built, "none")
+    m.avoid_obj.activate()
+
+
+def remove_alternative_search(built: BuiltModel) -> None:
+    m = built.model
+    for name in ("avoid_obj", "min_npv"):
+        if hasattr(m, name):
+            m.del_component(name)
 
 
 def clear_cuts(built: BuiltModel) -> None:
@@ -416,6 +443,5 @@ def use_objective(built: BuiltModel, name: str) -> None:
     """Activate exactly one of ``npv_obj``, ``supply_obj``, ``relax_obj`` (``none``: none of
     them, for a caller that adds its own objective)."""
     m = built.model
-    for key, obj in (("npv", m.npv_obj), ("supply", m.supply_obj), ("relax", m.relax_obj),
-                     ("avoid", m.avoid_obj)):
+    for key, obj in (("npv", m.npv_obj), ("supply", m.supply_obj), ("relax", m.relax_obj)):
         obj.activate() if key == name else obj.deactivate()

@@ -53,11 +53,13 @@ from .highs_backend import FastHighs, highs_threads
 from .model import (
     INF,
     BuiltModel,
+    add_alternative_search,
     add_nogood,
     apply_data,
     apply_scenario,
     build_model,
     clear_cuts,
+    remove_alternative_search,
     use_objective,
 )
 from .polish import polish_stakes
@@ -127,7 +129,6 @@ class Optimizer:
         # time a solve spends outside HiGHS's run (Pyomo's update, reading the answer, the
         # result); first guess by size, then measured
         self._overhead_s = 2e-5 * data.n
-        self._pyomo_s = 0.0
         self.deadline: float | None = None  # monotonic time past which runs are interrupted
 
     # -- low level: used by solve() and by diagnosis ---------------------------------------
@@ -177,7 +178,9 @@ class Optimizer:
             timer=timer,
         )
         highs_s = timer.get_total_time("optimize")  # HiGHS's own run
-        self._pyomo_s = time.perf_counter() - t0 - highs_s  # update, options, loading
+        self.last_run_wall = time.perf_counter() - t0
+        self.last_timer = timer  # Pyomo's phases of this run (benchmarks read them)
+        self.last_mip_nodes = self._highs.mip_nodes()
         has = res.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
         termination = res.termination_condition
         if self._highs.interrupted:  # stopped by our deadline: a time limit, in other words
@@ -374,19 +377,21 @@ class Optimizer:
 
     def _aim_away(self, sc: Scenario, away_from: Collection[str], floor: float | None, *,
                   reset: bool = False) -> None:
-        m = self.built.model
+        if reset:
+            remove_alternative_search(self.built)
+            use_objective(self.built, sc.objective)
+            return
         pos = self.data.positions
         unknown = [p for p in away_from if p not in pos]
         if unknown:
             raise InputError(f"away_from names unknown projects {unknown}", loc=("away_from",))
-        for p in away_from:
-            m.avoid_weight[pos[p]].set_value(0.0 if reset else 1.0)
-        if sc.objective == "npv":
-            m.npv_floor.set_value(-INF if reset or floor is None else float(floor))
-        elif not reset and floor is not None:
+        away = np.zeros(self.data.n, dtype=bool)
+        away[[pos[p] for p in away_from]] = True
+        npv_floor = floor if sc.objective == "npv" else None
+        if sc.objective == "supply" and floor is not None:
             own = -INF if sc.min_weighted_supply is None else sc.min_weighted_supply
-            m.supply_floor.set_value(max(own, float(floor)))
-        use_objective(self.built, sc.objective if reset else "avoid")
+            self.built.model.supply_floor.set_value(max(own, float(floor)))
+        add_alternative_search(self.built, away, npv_floor)
 
     def _best_candidate(self, sc: Scenario, candidates: Sequence[dict[str, float]],
                         current: dict[str, float] | None) -> dict[str, float] | None:

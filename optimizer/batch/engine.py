@@ -10,11 +10,13 @@ every finished row.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -85,9 +87,17 @@ def _chunks(tasks: Iterator[Task], size: int) -> Iterator[list[Task]]:
 
 def auto_chunk(remaining: int, workers: int) -> int:
     """Rows per task: enough that Dask's ~1 ms per task is noise against ~20 ms per solve,
-    few enough that every worker gets several tasks (load balance) and a cancel or a kill
-    loses little."""
-    return max(1, min(50, math.ceil(remaining / max(1, 6 * workers))))
+    few enough that every worker gets a dozen tasks (load balance at the end) and a cancel or
+    a kill loses little."""
+    return max(1, min(25, math.ceil(remaining / max(1, 12 * workers))))
+
+
+def _brief(row: dict[str, Any]) -> dict[str, Any]:
+    """What another worker needs of a finished row to re-use it (optimizer.batch.reuse)."""
+    return {"index": row["index"], "status": row["status"], "best_bound": row["best_bound"],
+            "selected": [{"project_id": p["project_id"], "stake": p["stake"]}
+                         for p in row["selected"]],
+            "solver": {"termination": (row.get("solver") or {}).get("termination", "")}}
 
 
 def prepare_context(spec: BatchSpec, data: ProjectData, executor: Executor
@@ -159,6 +169,7 @@ def run_batch(spec: BatchSpec, data: ProjectData, *, executor: Executor, sink: S
     window = max(2, 2 * executor.workers)
     in_flight: dict[int, tuple[ChunkFuture, list[Task]]] = {}
     counter = iter(range(1 << 62))
+    recent: deque[tuple[dict[str, Any], dict[str, Any]]] = deque(maxlen=32)
 
     def submit_more() -> None:
         while len(in_flight) < window and not cancel.is_set():
@@ -166,7 +177,8 @@ def run_batch(spec: BatchSpec, data: ProjectData, *, executor: Executor, sink: S
             if tasks is None:
                 return
             k = next(counter)
-            fut = executor.submit(ctx, tasks)
+            chunk_ctx = dataclasses.replace(ctx, priors=tuple(recent)) if ctx.reuse else ctx
+            fut = executor.submit(chunk_ctx, tasks)
             in_flight[k] = (fut, tasks)
             fut.add_done_callback(lambda f, k=k: finished.put((k, f)))
 
@@ -197,6 +209,8 @@ def run_batch(spec: BatchSpec, data: ProjectData, *, executor: Executor, sink: S
         for r in rows:
             tally.add(r)
             sink.done.add(r["index"])
+            if ctx.reuse and r["status"] in ("optimal", "feasible") and "reused_from" not in r:
+                recent.append((r["scenario"], _brief(r)))
         progress.done += len(rows)
         progress.failed += sum(r["status"] == "failed" for r in rows)
         if on_progress:

@@ -31,6 +31,8 @@ class ChunkContext:
     grid: dict[str, list[Any]] | None = None  # the grid's values (to order a chunk loose first)
     reuse: bool = True  # answer a row with a looser row's portfolio when it meets its limits
     token: str = ""  # one batch run: rows it solved in this worker may answer its later rows
+    # rows other workers finished (scenario, row in brief), sent along with a chunk
+    priors: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = ()
     deadline_s: float | None = None  # per-row hard limit the executor enforces (info only)
 
     @property
@@ -52,6 +54,12 @@ def solve_tasks(opt: Optimizer, ctx: ChunkContext, tasks: list[Task]) -> list[di
             memo.clear()  # one batch at a time keeps its memory
             memo[ctx.token] = deque(maxlen=REUSE_WINDOW)
         solved = memo[ctx.token]
+        from ..data import load_scenario
+
+        seen = {row["index"] for _, row in solved}
+        for sc, row in ctx.priors:
+            if row["index"] not in seen:
+                solved.appendleft((load_scenario(sc), row))
     try:
         for task in tasks:
             t0 = time.perf_counter()
