@@ -163,8 +163,8 @@ class Optimizer:
         threads = highs_threads()
         if threads:
             options["threads"] = threads
-        # HiGHS checks its own time limit only at some points of the search; the callback
-        # interrupts it wherever it is, a little after HiGHS's own limit should have
+        # HiGHS checks its own time limit only at some points of the search; the interrupt
+        # callback stops it at the same instant wherever it calls back (not in its LP solves)
         self._highs.set_deadline(time.monotonic() + limit)
         timer = HierarchicalTimer()
         t0 = time.perf_counter()
