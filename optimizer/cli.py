@@ -8,12 +8,42 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .data import DEFAULT_PROJECTS, DEFAULT_SCENARIO
 from .errors import InputError
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INFEASIBLE = 0, 1, 2, 3
+
+
+class Failed(Exception):
+    """A command step failed; its message is on stderr already; ``code`` is the exit code."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+@contextmanager
+def exit_codes(writing: Path | None = None) -> Iterator[None]:
+    """The CLI's contract for a step: bad input -> its message on stderr and exit 2; an
+    output file that cannot be written (``writing``) -> exit 2; anything else -> its name and
+    message and exit 1, never a traceback. Raises :class:`Failed` with the code."""
+    try:
+        yield
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise Failed(EXIT_BAD_INPUT) from None
+    except OSError as exc:
+        if writing is None:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            raise Failed(EXIT_ERROR) from None
+        print(f"error: cannot write {str(writing)!r}: {exc}", file=sys.stderr)
+        raise Failed(EXIT_BAD_INPUT) from None
+    except Exception as exc:  # noqa: BLE001 - the CLI's contract is an exit code, not a trace
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise Failed(EXIT_ERROR) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,18 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "batch":
         return _batch(args)
     try:
-        from .data import load_projects, load_scenario
-        from .solve import optimize
+        with exit_codes():
+            from .data import load_projects, load_scenario
+            from .solve import optimize
 
-        data = load_projects(args.projects)
-        scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
-        result = optimize(data, scenario)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as exc:  # noqa: BLE001 - the CLI's contract is an exit code, not a trace
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+            data = load_projects(args.projects)
+            scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
+            result = optimize(data, scenario)
+    except Failed as f:
+        return f.code
     if args.format == "json":
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
@@ -89,24 +116,21 @@ def _batch(args) -> int:
     import os
 
     try:
-        from .batch.runner import run_to_folder
-        from .batch.spec import DEFAULT_MAX_ROWS
+        with exit_codes():
+            from .batch.runner import run_to_folder
+            from .batch.spec import DEFAULT_MAX_ROWS
 
-        max_rows = args.max_rows or int(os.environ.get("OPTIMIZER_BATCH_MAX_ROWS",
-                                                       DEFAULT_MAX_ROWS))
-        summary = run_to_folder(args.spec, out=args.out, projects=args.projects,
-                                workers=args.workers, scheduler=args.scheduler,
-                                chunk_size=args.chunk_size, max_rows=max_rows,
-                                progress=not args.quiet)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+            max_rows = args.max_rows or int(os.environ.get("OPTIMIZER_BATCH_MAX_ROWS",
+                                                           DEFAULT_MAX_ROWS))
+            summary = run_to_folder(args.spec, out=args.out, projects=args.projects,
+                                    workers=args.workers, scheduler=args.scheduler,
+                                    chunk_size=args.chunk_size, max_rows=max_rows,
+                                    progress=not args.quiet)
+    except Failed as f:
+        return f.code
     except KeyboardInterrupt:
         print("interrupted: finished rows are kept; run again with the same --out to resume",
               file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - the CLI's contract is an exit code, not a trace
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     brief = {k: summary.get(k) for k in ("name", "kind", "total", "missing", "by_status",
                                           "wall_s", "out")}

@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_INFEASIBLE, EXIT_OK
+    from ..cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_INFEASIBLE, EXIT_OK, Failed, exit_codes
 
     out: Path = args.out
     if not out.parent.exists() or out.is_dir():
@@ -53,38 +53,32 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
         return _batch(args.batch, args.format, out)
     try:
-        from ..data import DEFAULT_SCENARIO, load_projects, load_scenario
-        from ..solve import Optimizer
-        from .analysis import AnalysisSettings, analyse
+        with exit_codes(writing=out):
+            from ..data import DEFAULT_SCENARIO, load_projects, load_scenario
+            from ..solve import Optimizer
+            from .analysis import AnalysisSettings, analyse
 
-        try:
-            settings = AnalysisSettings(alternatives=args.alternatives,
-                                        alternative_slack=args.slack)
-        except ValueError as exc:
-            raise InputError(f"--alternatives/--slack: {exc}", loc=("options",)) from None
-        data = load_projects(args.projects)
-        scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
-        opt = Optimizer(data)
-        result = opt.solve(scenario)
-        analysis = analyse(opt, scenario, result, settings)
-        if args.format == "html":
-            from .html import render_html
+            try:
+                settings = AnalysisSettings(alternatives=args.alternatives,
+                                            alternative_slack=args.slack)
+            except ValueError as exc:
+                raise InputError(f"--alternatives/--slack: {exc}", loc=("options",)) from None
+            data = load_projects(args.projects)
+            scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
+            opt = Optimizer(data)
+            result = opt.solve(scenario)
+            analysis = analyse(opt, scenario, result, settings)
+            if args.format == "html":
+                from .html import render_html
 
-            body = render_html(result, scenario, data, analysis)
-        else:
-            from .excel import render_xlsx
+                body = render_html(result, scenario, data, analysis)
+            else:
+                from .excel import render_xlsx
 
-            body = render_xlsx(result, scenario, data, analysis)
-        _write(out, body)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as exc:
-        print(f"error: cannot write {str(out)!r}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as exc:  # noqa: BLE001 - the CLI's contract is an exit code, not a trace
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+                body = render_xlsx(result, scenario, data, analysis)
+            _write(out, body)
+    except Failed as f:
+        return f.code
     from .text import render_text
 
     sys.stdout.write(render_text(result, scenario, data, analysis))
@@ -96,29 +90,23 @@ def run(args: argparse.Namespace) -> int:
 
 def _batch(folder: Path, fmt: str, out: Path) -> int:
     """The report of a batch from its output folder: 0 written, 2 not a batch folder."""
-    from ..cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
+    from ..cli import EXIT_OK, Failed, exit_codes
     from .batch import load_batch
 
     try:
-        view = load_batch(folder)
-        if fmt == "html":
-            from .html import render_batch_html
+        with exit_codes(writing=out):
+            view = load_batch(folder)
+            if fmt == "html":
+                from .html import render_batch_html
 
-            body = render_batch_html(view)
-        else:
-            from .excel import render_batch_xlsx
+                body = render_batch_html(view)
+            else:
+                from .excel import render_batch_xlsx
 
-            body = render_batch_xlsx(view)
-        _write(out, body)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as exc:
-        print(f"error: cannot write {str(out)!r}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as exc:  # noqa: BLE001 - the CLI's contract is an exit code, not a trace
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+                body = render_batch_xlsx(view)
+            _write(out, body)
+    except Failed as f:
+        return f.code
     counts = ", ".join(f"{n} {st}" for st, n in view.by_status.items())
     sys.stdout.write(f"Batch {view.name!r}: {len(view.rows)} rows ({counts})"
                      + ("" if view.complete else "; the batch has not finished") + ".\n")
