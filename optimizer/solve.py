@@ -335,6 +335,12 @@ class Optimizer:
                                  termination=out.termination.name, solve_s=out.solve_s,
                                  notes=cert.repairs, diagnosis=diagnosis,
                                  wall_s=time.monotonic() - t_start)
+        if result.status in ("optimal", "feasible"):
+            # what leaves the library, re-checked as a reader would: the reported stakes
+            broken = violations(self.data, sc, {p.project_id: p.stake for p in result.selected},
+                                rel_tol=EXACT_TOL)
+            if broken:  # cannot happen after certify(); if it ever does, nothing is shown
+                raise SolutionCheckError(broken)
         if diagnosis is None:  # what this solve spent outside HiGHS's run, for the next
             wall = time.monotonic() - t_start
             self._overhead_s = 0.5 * self._overhead_s + 0.5 * max(0.0, wall - out.solve_s)
