@@ -101,6 +101,27 @@ def request_sha256(payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+async def in_worker(pool: SolverPool, settings: Settings, what: str, fn, *args: Any,
+                    deadline_s: float, on_deadline: str = "") -> tuple[str, Any]:
+    """``fn(*args)`` in a solver worker (the caller has been admitted); the pool's outcomes
+    as HTTP problems: busy or crashed 503 with Retry-After, past the deadline 504, a bug in
+    the worker 500 (logged with the worker's traceback)."""
+    retry = {"Retry-After": str(settings.retry_after_s)}
+    try:
+        return await pool.run(fn, *args, deadline_s=deadline_s)
+    except Busy as exc:
+        raise Problem(503, f"{exc}; retry in {settings.retry_after_s} s",
+                      headers=retry) from None
+    except DeadlineExceeded as exc:
+        raise Problem(504, f"{what} was stopped: {exc} {on_deadline}".rstrip()) from None
+    except WorkerCrashed as exc:
+        raise Problem(503, f"{exc}; it has been replaced, retry", headers=retry) from None
+    except Exception as exc:  # a bug in the worker: pebble carries its traceback over
+        log.error("%s failed in a worker: %r\n%s", what, exc, getattr(exc, "traceback", ""))
+        raise Problem(500, f"{what} failed inside the solver process; it has been "
+                      "logged") from None
+
+
 async def solve(pool: SolverPool, settings: Settings, dataset: Dataset,
                 scenario: dict[str, Any]) -> dict[str, Any]:
     """Run one scenario in a worker; returns the result dict or raises a Problem.
@@ -109,21 +130,10 @@ async def solve(pool: SolverPool, settings: Settings, dataset: Dataset,
     has the model built already never reads them."""
     deadline = settings.deadline_for(scenario["solver"]["time_limit_s"])
     ref = await run_in_threadpool(pool.executor.dataset_ref, dataset.id, dataset.records)
-    retry = {"Retry-After": str(settings.retry_after_s)}
-    try:
-        kind, body = await pool.run(worker.solve, ref, scenario, deadline_s=deadline)
-    except Busy as exc:
-        raise Problem(503, f"{exc}; retry in {settings.retry_after_s} s",
-                      headers=retry) from None
-    except DeadlineExceeded as exc:
-        raise Problem(504, f"the solve was stopped: {exc} (HiGHS did not stop at its own "
-                      f"time limit); lower solver.time_limit_s or simplify the scenario") from None
-    except WorkerCrashed as exc:
-        raise Problem(503, f"{exc}; it has been replaced, retry", headers=retry) from None
-    except Exception as exc:  # a bug in the worker: pebble carries its traceback over
-        log.error("solve failed in a worker: %r\n%s", exc, getattr(exc, "traceback", ""))
-        raise Problem(500, "the solve failed inside the solver process; "
-                      "it has been logged") from None
+    kind, body = await in_worker(
+        pool, settings, "the solve", worker.solve, ref, scenario, deadline_s=deadline,
+        on_deadline="(HiGHS did not stop at its own time limit); lower solver.time_limit_s or "
+                    "simplify the scenario")
     if kind == "ok":
         return body
     if kind == "input":

@@ -132,14 +132,13 @@ class Optimizer:
         self.deadline: float | None = None  # monotonic time past which runs are interrupted
 
     # -- low level: used by solve() and by diagnosis ---------------------------------------
-    def run(self, scenario: Scenario, *, time_limit_s: float | None = None,
-            exact: bool = False) -> Outcome:
+    def run(self, scenario: Scenario, *, exact: bool = False) -> Outcome:
         """Solve the model as it stands now (the caller has set params/bounds/objective).
 
         ``exact``: tight feasibility tolerances (certification re-solves)."""
         self.hand_over()
         st = scenario.solver
-        limit = time_limit_s or st.time_limit_s
+        limit = st.time_limit_s
         if self.deadline is not None:
             # leave room for what follows HiGHS's run (reading the answer, the result): the
             # limit is for the whole call (measured on this model, at most 10 % of the limit)

@@ -69,6 +69,20 @@ def shipped() -> ProjectData:
     return load_projects(INPUTS / "projects.csv")
 
 
+class ListSink:
+    """A batch sink in memory (``optimizer.batch.engine.Sink``): rows in arrival order."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.done: set[int] = set()
+
+    def write(self, rows):
+        self.rows.extend(rows)
+
+    def stored_rows(self):
+        return iter(list(self.rows))
+
+
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python -m optimizer ARGS`` as a real subprocess from the repository root."""
     return subprocess.run([sys.executable, "-m", "optimizer", *args], capture_output=True,

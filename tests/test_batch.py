@@ -21,7 +21,7 @@ from optimizer.batch.draws import evaluate, make_draw, perturb
 from optimizer.batch.files import DirSink
 from optimizer.batch.spec import expand, merge, validate_rows
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, ListSink, run_cli
 
 BASE = {"name": "base", "budget_musd": 1600, "kabil_budget_musd": 500,
         "max_country_share": 0.3, "min_countries": 4, "max_avg_risk": 6,
@@ -33,18 +33,6 @@ MC = {"draws": 12, "seed": 11,
       "capex_overrun": {"dist": "triangular", "low": 0.95, "mode": 1.1, "high": 1.6},
       "output": {"dist": "lognormal", "sigma": 0.1},
       "disruption": {"default": 0.05, "countries": {"CD": 0.5, "MW": 0.3}}}
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.rows: list[dict] = []
-        self.done: set[int] = set()
-
-    def write(self, rows):
-        self.rows.extend(rows)
-
-    def stored_rows(self):
-        return iter(list(self.rows))
 
 
 def run(spec_dict: dict, shipped, **kw) -> tuple[list[dict], dict]:

@@ -9,6 +9,8 @@ import pytest
 from optimizer.batch import parse_spec, run_batch
 from optimizer.batch.executors import DaskCluster, LocalProcesses
 
+from .conftest import ListSink
+
 BASE = {"name": "base", "budget_musd": 1600, "kabil_budget_musd": 500,
         "max_country_share": 0.3, "min_countries": 4, "max_avg_risk": 6,
         "solver": {"mip_gap": 1e-9, "time_limit_s": 30}}
@@ -18,18 +20,6 @@ MC = {"base": BASE, "diagnose": False, "monte_carlo": {
     "draws": 16, "seed": 3, "price": {"ree": {"dist": "lognormal", "sigma": 0.3}},
     "capex_overrun": {"dist": "triangular", "low": 0.9, "mode": 1.0, "high": 1.4},
     "disruption": {"default": 0.05, "countries": {"MW": 0.4}}}}
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.rows: list[dict] = []
-        self.done: set[int] = set()
-
-    def write(self, rows):
-        self.rows.extend(rows)
-
-    def stored_rows(self):
-        return iter(())
 
 
 def table(executor, spec: dict, shipped, chunk_size=None) -> list[tuple]:

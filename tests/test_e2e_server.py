@@ -656,18 +656,7 @@ def test_nul_in_a_csv_dataset_name(client):
     assert body["errors"][0]["loc"] == ["query", "name"]
 
 
-def _library_refuses_nul() -> bool:
-    from optimizer import InputError, load_scenario
 
-    try:
-        load_scenario({"name": "a\x00b", "budget_musd": 1})
-    except InputError:
-        return True
-    return False
-
-
-@pytest.mark.xfail(not _library_refuses_nul(), strict=True,
-                   reason="the library's NUL check in text fields is not merged yet")
 def test_nul_in_the_scenario_name_is_a_422_before_any_solve(client):
     r = client.post("/optimize", json=tiny_request(name="a\x00b"))
     body = assert_problem(r, 422)

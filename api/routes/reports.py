@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import re
 from typing import Annotated, Any
 
@@ -24,11 +23,11 @@ from starlette.concurrency import run_in_threadpool
 from .. import problems, report_worker
 from ..db import RunRow, Store
 from ..deps import PoolDep, SettingsDep, StoreDep
-from ..pool import Busy, DeadlineExceeded, SolverPool, WorkerCrashed
+from ..pool import Busy, SolverPool
 from ..problems import Problem
 from ..schemas import RUN_ID
+from ..service import in_worker
 
-log = logging.getLogger("api")
 router = APIRouter(tags=["reports"])
 
 OK = ("optimal", "feasible")
@@ -55,22 +54,14 @@ async def _compute(store: Store, pool: SolverPool, settings, row: RunRow) -> dic
     ref = await run_in_threadpool(pool.executor.dataset_ref, ds.id, ds.records)
     limit = min(ANALYSIS["resolve_time_limit_s"], row.scenario["solver"]["time_limit_s"])
     deadline = ANALYSIS["time_budget_s"] + 2 * limit + settings.deadline_grace_s
-    retry = {"Retry-After": str(settings.retry_after_s)}
     try:
         with pool.admit():
-            kind, body = await pool.run(report_worker.analyse_run, ref, row.scenario,
-                                        row.result, ANALYSIS, deadline_s=deadline)
-    except Busy as exc:
+            kind, body = await in_worker(pool, settings, "the report's analysis",
+                                         report_worker.analyse_run, ref, row.scenario,
+                                         row.result, ANALYSIS, deadline_s=deadline)
+    except Busy as exc:  # not admitted
         raise Problem(503, f"{exc}; retry in {settings.retry_after_s} s",
-                      headers=retry) from None
-    except DeadlineExceeded as exc:
-        raise Problem(504, f"the report's analysis was stopped: {exc}") from None
-    except WorkerCrashed as exc:
-        raise Problem(503, f"{exc}; it has been replaced, retry", headers=retry) from None
-    except Exception as exc:  # a bug in the worker: pebble carries its traceback over
-        log.error("analysis failed in a worker: %r\n%s", exc, getattr(exc, "traceback", ""))
-        raise Problem(500, "the report's analysis failed inside the solver process; "
-                      "it has been logged") from None
+                      headers={"Retry-After": str(settings.retry_after_s)}) from None
     if kind != "ok":
         raise Problem(500, f"the stored run cannot be analysed: {body}")
     await run_in_threadpool(store.put_analysis, row.run_id, body)

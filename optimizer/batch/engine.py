@@ -231,15 +231,13 @@ class InProcessExecutor:
 
     workers = 1
 
-    def __init__(self, optimizer_factory: Callable[[ProjectData, bool], Any] | None = None):
-        self._factory = optimizer_factory
+    def __init__(self) -> None:
         self._opt = None
 
     def prepare(self, data: ProjectData, mutable_data: bool) -> None:
         from ..solve import Optimizer
 
-        self._opt = (self._factory or (lambda d, m: Optimizer(d, mutable_data=m)))(
-            data, mutable_data)
+        self._opt = Optimizer(data, mutable_data=mutable_data)
 
     def submit(self, ctx: ChunkContext, tasks: list[Task]) -> ChunkFuture:
         from concurrent.futures import Future

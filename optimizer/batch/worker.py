@@ -33,7 +33,6 @@ class ChunkContext:
     token: str = ""  # one batch run: rows it solved in this worker may answer its later rows
     # rows other workers finished (scenario, row in brief), sent along with a chunk
     priors: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = ()
-    deadline_s: float | None = None  # per-row hard limit the executor enforces (info only)
 
     @property
     def mutable_data(self) -> bool:
