@@ -8,6 +8,7 @@ Checks on the table are vectorised with pandas so validating 10,000 rows takes m
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import hashlib
 import json
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 
 from .errors import InputError, Problem
 from .schema import (
+    AS_OF_RE,
     COLUMNS,
     MINERALS,
     OUTPUT_COLUMNS,
@@ -412,7 +414,26 @@ def _coerce(series: pd.Series, col: Column, add) -> pd.Series:
         return low.isin(_TRUE)
     if col.required:
         add(np.flatnonzero(empty), col.name, "missing value")
+    if col.kind == "choice":
+        low = text.str.lower()
+        add(np.flatnonzero(~empty & ~low.isin(col.choices)), col.name, f"must be {col.rule}")
+        return low.where(~empty, col.default)
+    if col.kind == "date":
+        add(np.flatnonzero(~empty & ~text.map(_valid_date)), col.name, f"must be {col.rule}")
     return text.where(~empty, None)
+
+
+def _valid_date(v: str) -> bool:
+    """``YYYY-MM`` or a real calendar date ``YYYY-MM-DD``."""
+    if not AS_OF_RE.match(v):
+        return False
+    if len(v) == 7:
+        return True
+    try:
+        datetime.date.fromisoformat(v)
+    except ValueError:
+        return False
+    return True
 
 
 def _canonical_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

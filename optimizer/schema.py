@@ -23,6 +23,11 @@ MAGNET_PRODUCTS: tuple[str, ...] = ("ndpr", "dytb")
 PRODUCT_UNITS = {"tantalum": "t/y of Ta2O5", "niobium": "t/y of Nb2O5", "ree": "t/y of TREO",
                  "ndpr": "t/y of NdPr oxide", "dytb": "t/y of Dy+Tb oxide"}
 PARTNERS: tuple[str, ...] = ("KABIL", "US", "JOINT")
+# How firm a row's figures are, firmest first (CONTRACT section 1): a producing asset's
+# accounts, then feasibility, pre-feasibility, preliminary economic assessment, scoping, and a
+# figure estimated by one of inputs/README.md's rules.
+STUDY_LEVELS: tuple[str, ...] = ("producing", "dfs", "pfs", "pea", "scoping", "estimate")
+AS_OF_RE = re.compile(r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?$")
 PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 SPEND_SHARE_RE = re.compile(r"^spend_share_([1-9][0-9]*)$")
@@ -42,7 +47,8 @@ class Column:
     """One column of the candidate-projects table."""
 
     name: str
-    kind: Literal["id", "text", "country", "mineral", "partner", "float", "int", "bool"]
+    kind: Literal["id", "text", "country", "mineral", "partner", "float", "int", "bool",
+                  "date", "choice"]
     required: bool
     unit: str
     rule: str  # the allowed values, in words (used in error messages and docs)
@@ -50,7 +56,8 @@ class Column:
     lo: float | None = None
     hi: float | None = None
     lo_open: bool = False  # lo is exclusive
-    default: float | None = None  # value of an empty optional numeric cell (None: stays empty)
+    default: float | str | None = None  # value of an empty optional cell (None: stays empty)
+    choices: tuple[str, ...] = ()  # the allowed values of a "choice" column
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -97,6 +104,12 @@ COLUMNS: tuple[Column, ...] = (
            "at most one project of a group may be chosen"),
     Column("requires", "text", False, "", "a project_id of this table (optional)",
            "this project may be chosen only if that one is"),
+    Column("as_of", "date", False, "", "`YYYY-MM` or `YYYY-MM-DD` (optional)",
+           "date of the study or transaction that the row's value and price come from"),
+    Column("study_level", "choice", False, "", "one of " + ", ".join(
+           f"`{v}`" for v in STUDY_LEVELS) + " (default `estimate`)",
+           "how firm the row's figures are; the default uncertainty model widens its spreads "
+           "as the level falls", default="estimate", choices=STUDY_LEVELS),
     Column("stage", "text", False, "", "text", "descriptive: development stage"),
     Column("operator", "text", False, "", "text", "descriptive: operator / owner"),
     Column("region", "text", False, "", "text", "descriptive: world region"),

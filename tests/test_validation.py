@@ -54,6 +54,10 @@ def with_cell(row: int, column: str, value) -> pd.DataFrame:
         (0, "requires", "NOPE", "unknown project 'NOPE'"),
         (0, "requires", "A", "cannot require itself"),
         (0, "first_production_year", 2030.5, "whole number"),
+        (1, "as_of", "2024-02-30", "YYYY-MM"),
+        (1, "as_of", "2024-13", "YYYY-MM"),
+        (2, "as_of", "March 2024", "YYYY-MM"),
+        (0, "study_level", "feasibility", "`pfs`"),
     ],
 )
 def test_bad_cell_names_row_and_column(row, column, value, words):
@@ -62,6 +66,16 @@ def test_bad_cell_names_row_and_column(row, column, value, words):
     p = err.problems[0]
     assert p.loc == ("projects", row, column)
     assert f"row {row + 1}" in p.msg and repr(column) in p.msg and words in p.msg
+
+
+def test_as_of_and_study_level():
+    """Dates are read as given; a study level is case-folded and defaults to `estimate`."""
+    f = with_cell(0, "as_of", "2024-11")
+    f["study_level"] = ["PFS", "", "producing"]
+    f.loc[1, "as_of"] = "2025-02-28"
+    data = validate_projects(f)
+    assert [r["as_of"] for r in data.records()] == ["2024-11", "2025-02-28", None]
+    assert data.frame["study_level"].tolist() == ["pfs", "estimate", "producing"]
 
 
 def test_min_above_max():
