@@ -8,42 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from .data import DEFAULT_PROJECTS, DEFAULT_SCENARIO
-from .errors import InputError
-
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INFEASIBLE = 0, 1, 2, 3
-
-
-class Failed(Exception):
-    """A command step failed; its message is on stderr already; ``code`` is the exit code."""
-
-    def __init__(self, code: int) -> None:
-        self.code = code
-
-
-@contextmanager
-def exit_codes(writing: Path | None = None) -> Iterator[None]:
-    """The CLI's contract for a step: bad input -> its message on stderr and exit 2; an
-    output file that cannot be written (``writing``) -> exit 2; anything else -> its name and
-    message and exit 1, never a traceback. Raises :class:`Failed` with the code."""
-    try:
-        yield
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise Failed(EXIT_BAD_INPUT) from None
-    except OSError as exc:
-        if writing is None:
-            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            raise Failed(EXIT_ERROR) from None
-        print(f"error: cannot write {str(writing)!r}: {exc}", file=sys.stderr)
-        raise Failed(EXIT_BAD_INPUT) from None
-    except Exception as exc:  # noqa: BLE001 - the CLI's contract is an exit code, not a trace
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise Failed(EXIT_ERROR) from None
+from .exit_codes import EXIT_ERROR, EXIT_OK, Failed, exit_codes, for_status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         from .report import render_table
 
         sys.stdout.write(render_table(result))
-    if result.status in ("optimal", "feasible"):
-        return EXIT_OK
-    return EXIT_INFEASIBLE if result.status == "infeasible" else EXIT_ERROR
+    return for_status(result.status)
 
 
 def _batch(args) -> int:

@@ -9,7 +9,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .schema import MAGNET_PRODUCTS, PRODUCTS, Result
+from .schema import MAGNET_PRODUCTS, PRODUCTS, WITH_PORTFOLIO, Result
 
 HEADERS = {"tantalum": "Ta2O5 t/y", "niobium": "Nb2O5 t/y", "ree": "TREO t/y",
            "ndpr": "NdPr t/y", "dytb": "DyTb t/y"}
@@ -65,7 +65,7 @@ def render_table(result: Result, width: int = 200) -> str:
                          f"{tot.china_processing_share:.0%}; spend by plan year: "
                          + ", ".join(f"{v:,.1f}" for v in tot.annual_musd))
         parts.append(Text("\n".join(lines)))
-    elif result.status in ("optimal", "feasible"):
+    elif result.status in WITH_PORTFOLIO:
         parts.append(Text("The best portfolio under this scenario is to back nothing."))
     if result.binding:
         bt = Table(title="Binding limits (met exactly)", box=box.SIMPLE_HEAD, pad_edge=False,

@@ -40,12 +40,6 @@ def changed(sc, **update):
     return type(sc).model_validate({**sc.model_dump(), **update})
 
 
-def has_alternatives(opt: Optimizer) -> bool:
-    import inspect
-
-    return "exclude_portfolios" in inspect.signature(opt.solve).parameters
-
-
 # --- analysis on the hand-worked three-project table ---------------------------------------
 #   A: cost 100 s (s in 0.5..1), value 40 s        B: cost 60, value 20 (stake 1)
 #   C: cost 200 t + 5 (t in 0.1..0.3), value 100 t - 5
@@ -221,8 +215,6 @@ def test_infeasible_run_has_nothing_to_analyse(tiny_opt):
 
 
 def test_tiny_alternatives_are_the_next_best_distinct_portfolios(tiny_opt, tiny_run):
-    if not has_alternatives(tiny_opt):
-        pytest.skip("Optimizer.solve(exclude_portfolios=...) not in this library version yet")
     sc, r, a = tiny_run
     got = [(sorted(alt.stakes), round(alt.objective, 6)) for alt in a.alternatives]
     # {A,B} = 44, {B,C} = 42.5; then only the empty set differs from all three in 2 choices
@@ -234,8 +226,6 @@ def test_tiny_alternatives_are_the_next_best_distinct_portfolios(tiny_opt, tiny_
 
 
 def test_the_model_still_solves_after_an_analysis_with_alternatives(tiny_opt, tiny_run):
-    if not has_alternatives(tiny_opt):
-        pytest.skip("Optimizer.solve(exclude_portfolios=...) not in this library version yet")
     sc, r, a = tiny_run
     assert a.alternatives
     again = tiny_opt.solve(changed(sc, budget_musd=115))
@@ -285,8 +275,6 @@ def base_run():
 
 def test_base_alternatives_distinct_feasible_within_slack(base_run):
     opt, sc, r, a = base_run
-    if not has_alternatives(opt):
-        pytest.skip("Optimizer.solve(exclude_portfolios=...) not in this library version yet")
     assert a.alternatives, a.alternatives_note
     check_alternatives(opt, sc, r, a)
 

@@ -22,10 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..data import ProjectData, check_scenario_against, scenario_problems
 from ..errors import InputError, Problem
-from ..schema import MINERALS, Scenario, Text
+from ..limits import looseness_order
+from ..schema import MINERALS, PRODUCT_MAP_FIELDS, PRODUCTS, Scenario, Text
 
 # Objects merged key by key; every other field (lists included) is replaced whole.
-MERGED_OBJECTS = ("min_output_t", "supply_weights", "solver")
+MERGED_OBJECTS = (*PRODUCT_MAP_FIELDS, "solver")  # merged key by key
 DEFAULT_MAX_ROWS = 100_000
 
 
@@ -260,9 +261,7 @@ def _path_ok(path: str) -> str | None:
     if len(parts) > 2:
         return f"{path!r} goes deeper than any scenario field"
     key = parts[1]
-    if head in ("min_output_t", "supply_weights"):
-        from ..schema import PRODUCTS
-
+    if head in PRODUCT_MAP_FIELDS:
         return None if key in PRODUCTS else f"unknown product {key!r} in {path!r}"
     if head == "solver":
         from ..schema import SolverSettings
@@ -291,8 +290,9 @@ def set_path(scenario: dict[str, Any], path: str, value: Any) -> None:
 
 
 def merge(base: Mapping[str, Any], partial: Mapping[str, Any]) -> dict[str, Any]:
-    """``partial`` over ``base``: top-level fields replaced, ``min_output_t``,
-    ``supply_weights`` and ``solver`` merged key by key, lists replaced whole."""
+    """``partial`` over ``base``: top-level fields replaced, the product maps
+    (``min_output_t``, ``supply_weights``, ...) and ``solver`` merged key by key, lists
+    replaced whole."""
     out = copy.deepcopy(dict(base))
     for k, v in partial.items():
         if k in MERGED_OBJECTS and isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
@@ -427,12 +427,8 @@ def expand(spec: BatchSpec, data: ProjectData | None = None,
     elif spec.grid is not None:
         paths = list(spec.grid)
         sizes = [len(v) for v in spec.grid.values()]
-        if loose_first:
-            from .reuse import looseness_order
-
-            orders = [looseness_order(p, v) for p, v in spec.grid.items()]
-        else:
-            orders = [list(range(n)) for n in sizes]
+        orders = [(looseness_order(p, v) if loose_first else None) or list(range(len(v)))
+                  for p, v in spec.grid.items()]
         for positions in itertools.product(*orders):
             i = 0
             for pos, n in zip(positions, sizes, strict=True):  # mixed radix, first slowest

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..schema import WITH_PORTFOLIO
 
-OK = ("optimal", "feasible")
+OK = WITH_PORTFOLIO
 SIDE_BY_SIDE = 12  # rows in the side-by-side table of an HTML report
 
 

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import InputError
+from ..schema import WITH_PORTFOLIO
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +40,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_INFEASIBLE, EXIT_OK, Failed, exit_codes
+    from ..exit_codes import (
+        EXIT_BAD_INPUT,
+        EXIT_ERROR,
+        EXIT_INFEASIBLE,
+        EXIT_OK,
+        Failed,
+        exit_codes,
+    )
 
     out: Path = args.out
     if not out.parent.exists() or out.is_dir():
@@ -83,14 +91,14 @@ def run(args: argparse.Namespace) -> int:
 
     sys.stdout.write(render_text(result, scenario, data, analysis))
     sys.stdout.write(f"Report written to {out} ({len(body):,} bytes).\n")
-    if result.status in ("optimal", "feasible"):
+    if result.status in WITH_PORTFOLIO:
         return EXIT_OK
     return EXIT_INFEASIBLE if result.status == "infeasible" else EXIT_ERROR
 
 
 def _batch(folder: Path, fmt: str, out: Path) -> int:
     """The report of a batch from its output folder: 0 written, 2 not a batch folder."""
-    from ..cli import EXIT_OK, Failed, exit_codes
+    from ..exit_codes import EXIT_OK, Failed, exit_codes
     from .batch import load_batch
 
     try:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import limits as L
 from ..data import ProjectData
-from ..schema import Result, Scenario
+from ..schema import WITH_PORTFOLIO, Result, Scenario
 from .analysis import Analysis
 
 PRODUCT_NAMES = {"tantalum": "tantalum", "niobium": "niobium", "ree": "rare earths",
@@ -163,7 +164,7 @@ class Facts:
 
     @property
     def solved(self) -> bool:
-        return self.result.status in ("optimal", "feasible")
+        return self.result.status in WITH_PORTFOLIO
 
 
 def _answer(result: Result, sc: Scenario) -> str:
@@ -260,122 +261,66 @@ def _question(sc: Scenario, data: ProjectData, result: Result) -> list[tuple[str
 
 
 def _limits(sc: Scenario, result: Result, data: ProjectData) -> list[LimitRow]:
-    t = result.totals
-    solved = result.status in ("optimal", "feasible")
+    """One row per limit the scenario sets, in the table of limits' order: its value, the
+    portfolio's level (as the independent check reads it) and whether it binds; list filters
+    as rules at the end."""
+    solved = result.status in WITH_PORTFOLIO
     bound = {b.field for b in result.binding}
-
-    def v(x: float | None) -> float | None:
-        return x if solved else None
-
-    rows = [LimitRow("budget_musd", "Total budget", "max", sc.budget_musd, v(t.cost_musd),
-                     "MUSD")]
-    if sc.kabil_budget_musd is not None:
-        rows.append(LimitRow("kabil_budget_musd", "KABIL budget", "max", sc.kabil_budget_musd,
-                             v(t.kabil_musd), "MUSD"))
-    if sc.us_budget_musd is not None:
-        rows.append(LimitRow("us_budget_musd", "US partners' budget", "max", sc.us_budget_musd,
-                             v(t.us_musd), "MUSD"))
-    for k, cap in enumerate(sc.annual_budget_musd or []):
-        if cap is not None:
-            spent = t.annual_musd[k] if k < len(t.annual_musd) else 0.0
-            rows.append(LimitRow(f"annual_budget_musd.{k}", f"Spend in plan year {k + 1}", "max",
-                                 cap, v(spent), "MUSD"))
-    if sc.max_country_share is not None:
-        top = max(t.by_country_musd.items(), key=lambda kv: kv[1], default=None)
-        share = top[1] / t.cost_musd if top and t.cost_musd > 0 else 0.0
-        hit = sorted(b.split(".", 1)[1] for b in bound if b.startswith("max_country_share."))
-        note = (f"largest: {country_name(top[0])}" if top else "")
-        if hit:
-            note = "at the cap: " + ", ".join(country_name(c) for c in hit)
-        rows.append(LimitRow("max_country_share", "Largest country's share of spend", "max",
-                             sc.max_country_share, v(share), "share", bool(hit), note))
-    if sc.min_countries:
-        rows.append(LimitRow("min_countries", "Host countries", "min", sc.min_countries,
-                             v(t.n_countries), "count"))
-    if sc.max_projects is not None:
-        rows.append(LimitRow("max_projects", "Projects backed", "max", sc.max_projects,
-                             v(t.n_projects), "count"))
-    if sc.max_avg_risk is not None:
-        rows.append(LimitRow("max_avg_risk", "Spend-weighted average risk", "max",
-                             sc.max_avg_risk, v(t.avg_risk), "risk"))
-    if sc.max_china_processing_share is not None:
-        rows.append(LimitRow("max_china_processing_share", "Share of spend processed in China",
-                             "max", sc.max_china_processing_share,
-                             v(t.china_processing_share), "share"))
-    for m, floor in sc.min_output_t.items():
-        rows.append(LimitRow(f"min_output_t.{m}", f"Offtake of {product_name(m)}", "min", floor,
-                             v(t.output_t.get(m, 0.0)), product_unit(m)))
-    cap = getattr(sc, "max_chinese_ownership", None)
-    if cap is not None and "chinese_ownership" in data.frame.columns:
-        chosen = data.frame["project_id"].isin([p.project_id for p in result.selected])
-        own = data.frame.loc[chosen, "chinese_ownership"].astype(float).fillna(0.0)
-        rows.append(LimitRow("max_chinese_ownership", "Largest Chinese ownership of a project",
-                             "max", cap, v(float(own.max()) if len(own) else 0.0), "share"))
     conflicts = set(result.diagnosis.conflicts) if result.diagnosis else set()
-    for r in rows:
-        if r.field != "max_country_share":
-            r.binding = r.field in bound
-        r.conflict = r.field in conflicts
-    rules = []
-    partners = getattr(sc, "partners", None)
-    if partners:
-        rules.append(("partners", "Lead partners allowed", ", ".join(partners)))
-    if sc.exclude_countries:
-        rules.append(("exclude_countries", "Countries excluded", ", ".join(sc.exclude_countries)))
-    if sc.exclude_projects:
-        rules.append(("exclude_projects", "Projects excluded", ", ".join(sc.exclude_projects)))
-    if sc.include_projects:
-        rules.append(("include_projects", "Projects forced in", ", ".join(sc.include_projects)))
-    for fld, label, what in rules:
-        rows.append(LimitRow(fld, label, "rule", None, None, "", False, what))
-    return rows
+    h = L.holding(data, {p.project_id: p.stake for p in result.selected})
+    numeric: list[LimitRow] = []
+    rules: list[LimitRow] = []
+    by_field: dict[str, list[L.Entry]] = {}
+    for e in L.entries(sc, data):
+        by_field.setdefault(e.field_path, []).append(e)
+    for path, group in by_field.items():
+        lim = group[0].limit
+        if lim.reads == "list":
+            rules.append(LimitRow(path, _cap(lim.label), "rule", None, None, "",
+                                  note=", ".join(map(str, group[0].value)),
+                                  conflict=path in conflicts))
+            continue
+        levels = {e.path: L.level(e, h, sc) for e in group}
+        top = max(levels, key=levels.get) if levels else None
+        row = LimitRow(path, _cap(L.label(lim, group[0].key) if lim.index != "country"
+                                  else "largest country's share of spend"),
+                       lim.sense, group[0].value, levels.get(top) if solved else None,
+                       _unit(lim, group[0].key), conflict=path in conflicts)
+        if lim.index == "country":
+            hit = sorted(e.key for e in group if e.path in bound)
+            row.binding = bool(hit)
+            row.note = ("at the cap: " + ", ".join(country_name(c) for c in hit) if hit else
+                        f"largest: {country_name(top.split('.', 1)[1])}" if solved and top
+                        and h.total > 0 else "")
+        else:
+            row.binding = path in bound
+        numeric.append(row)
+    return numeric + rules
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _unit(lim, key) -> str:
+    """A limit's unit as :meth:`LimitRow.fmt` reads it."""
+    return product_unit(key) if lim.unit == "t/y" else lim.unit
 
 
 def field_words(sc: Scenario, fld: str) -> str:
-    """A scenario field and its value in words with its path, e.g. "spend in plan year 1 at
-    most US$1,000 M (annual_budget_musd.0)"."""
+    """A scenario field and its value in words with its path, e.g. "a spending cap of
+    1,000 MUSD in plan year 1 (annual_budget_musd.0)"."""
     words = field_phrase(sc, fld)
     return fld if words is None else f"{words} ({fld})"
 
 
 def field_phrase(sc: Scenario, fld: str) -> str | None:
-    """A scenario field and its value in words (None for a field not known here)."""
-    head, _, tail = fld.partition(".")
+    """A scenario field and its value in words (the table of limits' words; None for a field
+    not known there)."""
     try:
-        if head == "annual_budget_musd":
-            k = int(tail)
-            words = f"spend in plan year {k + 1} at most {money(sc.annual_budget_musd[k])}"
-        elif head == "min_output_t":
-            words = (f"offtake of {product_name(tail)} at least "
-                     f"{sc.min_output_t[tail]:,.0f} {product_unit(tail)}")
-        elif head in ("budget_musd", "kabil_budget_musd", "us_budget_musd"):
-            who = {"budget_musd": "total budget", "kabil_budget_musd": "KABIL budget",
-                   "us_budget_musd": "US partners' budget"}[head]
-            words = f"{who} of {money(getattr(sc, head))}"
-        elif head in ("max_country_share", "max_china_processing_share",
-                      "max_chinese_ownership"):
-            what = {"max_country_share": "no country above",
-                    "max_china_processing_share": "China-processed projects at most",
-                    "max_chinese_ownership": "Chinese ownership of a project at most"}[head]
-            words = f"{what} {pct(getattr(sc, head), 0)}" + (
-                " of spend" if head != "max_chinese_ownership" else "")
-        elif head == "max_avg_risk":
-            words = f"average risk at most {sc.max_avg_risk:g}"
-        elif head == "min_countries":
-            words = f"at least {sc.min_countries} host countries"
-        elif head == "max_projects":
-            words = f"at most {sc.max_projects} projects"
-        elif head in ("include_projects", "exclude_projects", "exclude_countries", "partners"):
-            what = {"include_projects": "projects that must be backed",
-                    "exclude_projects": "excluded projects",
-                    "exclude_countries": "excluded countries",
-                    "partners": "lead partners allowed"}[head]
-            words = f"{what}: " + ", ".join(getattr(sc, head) or [])
-        else:
-            return None
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return L.describe(sc, fld)
+    except (KeyError, IndexError, ValueError, TypeError):
         return None
-    return words
 
 
 def _portfolio(result: Result, data: ProjectData, products: list[str]) -> list[dict[str, Any]]:
