@@ -733,6 +733,7 @@ class Builder:
                 f"spend shares and first year by stage '{r['stage_class']}' (S1, Y1); "
                 f"china_processing: {r['china_processing_basis']} (CP1); chinese_ownership "
                 f"{num(float(r['chinese_ownership']), 4)}: {r['chinese_ownership_basis']} (CH1)"
+                + (f"; note: {r['notes']}" if r["notes"] else "")
                 + (
                     ""
                     if not d["requires"]
