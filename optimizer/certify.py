@@ -52,16 +52,13 @@ def certify(session: Session, sc: Scenario, out: Outcome) -> Certified:
             if not violations(data, sc, stakes, rel_tol=EXACT_TOL):
                 return Certified(out, stakes, repairs)
             chosen = out.x > 0.5
-            rows = np.flatnonzero(chosen)
-            polished = polish_stakes(data, sc, rows)
-            if polished is not None:
-                ids = data.frame["project_id"].to_numpy()
-                stakes = {ids[i]: float(v) for i, v in zip(rows, polished, strict=True)}
-                if not violations(data, sc, stakes, rel_tol=EXACT_TOL):
-                    repairs.append("stakes re-solved exactly with the chosen projects fixed")
-                    return Certified(out, stakes, repairs)
+            stakes = _exact_stakes(session, sc, chosen)
+            if stakes is not None and not violations(data, sc, stakes, rel_tol=EXACT_TOL):
+                repairs.append("stakes re-solved exactly with the chosen projects fixed")
+                return Certified(out, stakes, repairs)
             if cuts >= MAX_REPAIRS or session.time_up():
                 break
+            stakes = stakes or session.stakes_of(out)
             add_nogood(session.built, chosen)
             cuts += 1
             repairs.append(f"a chosen set that breaks a limit once priced exactly was "
@@ -71,3 +68,19 @@ def certify(session: Session, sc: Scenario, out: Outcome) -> Certified:
     finally:
         if cuts:
             clear_cuts(session.built)
+
+
+def _exact_stakes(session: Session, sc: Scenario, chosen: np.ndarray) -> dict[str, float] | None:
+    """The chosen set's best stakes, re-solved exactly: the small stake LP of
+    ``optimizer.polish`` at face value; under uncertainty (sampled limits, a stochastic
+    objective) the session's own model with the set fixed and tight tolerances."""
+    data = session.data
+    if sc.uncertainty is not None:
+        out = session.run_fixed(sc, chosen)
+        return session.stakes_of(out) if out.has_solution else None
+    rows = np.flatnonzero(chosen)
+    polished = polish_stakes(data, sc, rows)
+    if polished is None:
+        return None
+    ids = data.frame["project_id"].to_numpy()
+    return {ids[i]: float(v) for i, v in zip(rows, polished, strict=True)}

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import risk
+from .sample import sample_for
 from .schema import (
     LIMIT_BY_FIELD,
     LIMITS,
@@ -23,6 +25,7 @@ from .schema import (
     PRODUCT_SHORT,
     PRODUCT_UNITS,
     PRODUCTS,
+    SETTING_FIELDS,
     Limit,
     Scenario,
 )
@@ -66,6 +69,8 @@ class Entry:
         lim, v = self.limit, self.value
         if lim.reads == "list":
             return bool(v) and not (lim.field == "partners" and set(v) >= set(PARTNERS))
+        if lim.reads == "cvar":  # a CVaR floor may be negative and still bite
+            return True
         if lim.sense == "min" and lim.kind != "filter":
             return v > 0
         return True
@@ -148,6 +153,7 @@ class Holding:
     x: np.ndarray
     s: np.ndarray
     cost: np.ndarray = field(init=False)
+    on_sample: dict = field(default_factory=dict, repr=False)  # (sample, scenario) -> Outcomes
 
     def __post_init__(self) -> None:
         d = self.data
@@ -218,7 +224,22 @@ def amount(e: Entry, h: Holding, sc: Scenario) -> float:
     if lim.reads == "largest":
         w = lim.weight(d, e.key)
         return float(w[h.chosen].max()) if h.chosen.any() else 0.0
+    if lim.sampled:
+        out = _on_sample(h, sc)
+        if lim.reads == "cvar":
+            return risk.cvar(out.npv, sc.cvar_alpha)
+        return float((out.within_caps if lim.reads == "caps_held" else out.floors_met).mean())
     raise ValueError(f"{lim.field}: nothing to read off a portfolio")
+
+
+def _on_sample(h: Holding, sc: Scenario) -> risk.Outcomes:
+    """The portfolio on the scenario's sample (once per portfolio and sample)."""
+    smp = sample_for(h.data, sc)
+    key = (smp.sha256, id(sc))
+    got = h.on_sample.get(key)
+    if got is None:
+        got = h.on_sample[key] = risk.outcomes(h.data, sc, smp, h)
+    return got
 
 
 def level(e: Entry, h: Holding, sc: Scenario) -> float:
@@ -303,9 +324,10 @@ def binding(data: ProjectData, sc: Scenario, h: Holding) -> list[tuple[str, floa
 
 def _numeric_value(lim: Limit, v: Any) -> float:
     """A limit's value with "not set" as the loosest number: caps +inf, floors 0 (every
-    quantity a floor bounds is >= 0, so no floor and a floor of 0 are the same)."""
+    quantity a floor bounds is >= 0, so no floor and a floor of 0 are the same) but a CVaR
+    floor -inf (a CVaR may be negative)."""
     if v is None:
-        return math.inf if lim.sense == "max" else 0.0
+        return math.inf if lim.sense == "max" else -math.inf if lim.reads == "cvar" else 0.0
     return float(v)
 
 
@@ -313,7 +335,8 @@ def at_least_as_loose(data: ProjectData, a: Scenario, b: Scenario) -> bool:
     """Every portfolio feasible for ``b`` is feasible for ``a``, and both ask the same
     (objective, weights, solver settings). Exact for filters: what ``a`` forbids (forces) on
     ``data`` is a subset of what ``b`` does."""
-    if (a.objective, a.weights(), a.solver) != (b.objective, b.weights(), b.solver):
+    same = [f for f in SETTING_FIELDS if f not in ("name", "description", "supply_weights")]
+    if a.weights() != b.weights() or any(getattr(a, f) != getattr(b, f) for f in same):
         return False
     for lim in LIMITS:
         va, vb = getattr(a, lim.field), getattr(b, lim.field)

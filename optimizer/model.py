@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
@@ -45,6 +46,8 @@ class BuiltModel:
     moved: list[int] = field(default_factory=list)  # rows whose choose bounds differ from 0..1
     cuts: list[str] = field(default_factory=list)  # names of the no-good cuts now in the model
     cut_serial: int = 0
+    sample: Any = None  # the sample whose rows the model holds (optimizer.stochastic)
+    sample_parts: set[str] = field(default_factory=set)  # which of its row families exist
 
 
 def _lin(coefs, vars_, extra=()) -> LinearExpression:
@@ -413,7 +416,9 @@ def apply_scenario(built: BuiltModel, scenario: Scenario) -> None:
         m.rhs[f].set_value(_loosest(f))
     for e in entries(scenario):
         f = e.field_path
-        if not e.limit.numeric or f not in m.F:  # filters: bounds below; years past the data
+        # filters: bounds below; years past the data: nothing to hold; sampled limits:
+        # optimizer.stochastic (they count draws)
+        if not e.limit.numeric or f not in m.F or e.limit.sampled:
             continue
         if e.limit.kind == "share":
             m.share_cap[f].set_value(float(e.value))
@@ -478,9 +483,20 @@ def set_choice_bounds(built: BuiltModel, lb: np.ndarray, ub: np.ndarray) -> None
     built.moved = moved
 
 
+# objective name -> the component that holds it (the stochastic ones live in the sample's
+# block, optimizer.stochastic)
+OBJECTIVES = {"npv": "npv_obj", "supply": "supply_obj", "relax": "relax_obj",
+              "expected_npv": "draws.risk_obj", "mean_cvar": "draws.risk_obj"}
+
+
 def use_objective(built: BuiltModel, name: str) -> None:
-    """Activate exactly one of ``npv_obj``, ``supply_obj``, ``relax_obj`` (``none``: none of
-    them, for a caller that adds its own objective)."""
+    """Activate exactly the objective ``name`` (``none``: none of them, for a caller that adds
+    its own objective)."""
     m = built.model
-    for key, obj in (("npv", m.npv_obj), ("supply", m.supply_obj), ("relax", m.relax_obj)):
-        obj.activate() if key == name else obj.deactivate()
+    want = OBJECTIVES.get(name)
+    for comp in set(OBJECTIVES.values()):
+        obj = m.find_component(comp)
+        if obj is not None:
+            obj.activate() if comp == want else obj.deactivate()
+    if want is not None and m.find_component(want) is None:
+        raise ValueError(f"objective {name!r} needs a sample of draws in the model")

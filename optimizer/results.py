@@ -68,12 +68,23 @@ def binding(data: ProjectData, scenario: Scenario, stakes: dict[str, float] | Ho
     return [Binding(field=p, limit=v, value=q) for p, v, q in limits.binding(data, scenario, h)]
 
 
-def objective_value(data: ProjectData, scenario: Scenario, totals: Totals) -> float:
-    """The objective recomputed from the portfolio (not read from the solver)."""
+def objective_value(data: ProjectData, scenario: Scenario, totals: Totals,
+                    stakes: dict[str, float] | None = None) -> float:
+    """The objective recomputed from the portfolio (not read from the solver); a stochastic
+    objective on the scenario's sample, from ``stakes``."""
     if scenario.objective == "npv":
         return totals.npv_musd
-    w = scenario.weights()
-    return float(sum(w[m] * totals.output_t[m] for m in PRODUCTS))
+    if scenario.objective == "supply":
+        w = scenario.weights()
+        return float(sum(w[m] * totals.output_t[m] for m in PRODUCTS))
+    if stakes is None:
+        raise ValueError(f"objective {scenario.objective!r} needs the portfolio's stakes")
+    from .risk import measure
+    from .sample import sample_for
+
+    fig = measure(data, scenario, sample_for(data, scenario), stakes)
+    lam = scenario.risk_aversion if scenario.objective == "mean_cvar" else 0.0
+    return (1.0 - lam) * fig.mean + lam * fig.cvar
 
 
 __all__ = ["portfolio", "binding", "objective_value"]

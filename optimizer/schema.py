@@ -13,9 +13,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
-MINERALS: tuple[str, ...] = ("tantalum", "niobium", "ree")
+from .perturbations import MINERALS as MINERALS  # exported with the other columns
+from .perturbations import Perturbations
+
 # Offtake products: the three primary minerals' oxides plus the magnet rare earths, which are
 # part of (never more than) a project's TREO. Supply security for magnets is about NdPr and
 # Dy+Tb, not TREO (India imported ~53,700 t of magnets in FY2025, ~93 % from China).
@@ -177,6 +188,67 @@ class SolverSettings(BaseModel):
     random_seed: int = Field(0, ge=0, le=2_147_483_647, description="HiGHS random seed")
 
 
+# ---------------------------------------------------------------------------------------------
+# Uncertainty (CONTRACT section 8)
+# ---------------------------------------------------------------------------------------------
+
+MAX_DRAWS = 10_000  # draws in one sample (a sample's size, draws x projects, is capped too)
+MAX_DRAW_ROWS = 2_000_000  # rows of an inline draws table
+
+
+class SampleSpec(Perturbations):
+    """A sample made by the Monte-Carlo generator: the perturbations of a ``monte_carlo``
+    batch spec, or with none named, the data's default uncertainty model (inputs/README.md,
+    "Default uncertainty model": spreads by each row's study_level, price volatility per
+    mineral, disruption by country)."""
+
+    draws: Annotated[int, Field(ge=1, le=MAX_DRAWS)]
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    fresh_draws: Annotated[int, Field(ge=0, le=MAX_DRAWS)] = Field(
+        1000, description="draws of the independent sample (seed + 1) on which the chosen "
+        "portfolio and the face-value one are judged; 0: not judged")
+
+
+class DrawsFile(BaseModel):
+    """A draws table in a CSV file (CLI; a relative path is read from the scenario's folder)."""
+
+    model_config = _STRICT
+    draws_file: Text = Field(min_length=1, max_length=4096)
+    fresh_draws: Annotated[int, Field(ge=0, le=MAX_DRAWS)] = 1000
+
+
+class DrawRow(BaseModel):
+    """One line of a draws table: a draw's factors for one project (absent: 1, available)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    draw: Annotated[int, Field(ge=0, le=10**9)]
+    project_id: Text = Field(max_length=64)
+    price: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 1.0
+    overrun: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 1.0
+    output: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 1.0
+    available: Literal[0, 1] = 1
+
+
+class DrawsTable(BaseModel):
+    """A draws table inline (HTTP)."""
+
+    model_config = _STRICT
+    draws_table: list[DrawRow] = Field(min_length=1, max_length=MAX_DRAW_ROWS)
+    fresh_draws: Annotated[int, Field(ge=0, le=MAX_DRAWS)] = 1000
+
+
+def _sample_kind(v: Any) -> str:
+    if isinstance(v, dict):
+        return "file" if "draws_file" in v else "table" if "draws_table" in v else "generator"
+    return {DrawsFile: "file", DrawsTable: "table"}.get(type(v), "generator")
+
+
+Uncertainty = Annotated[
+    Annotated[SampleSpec, Tag("generator")] | Annotated[DrawsFile, Tag("file")]
+    | Annotated[DrawsTable, Tag("table")], Discriminator(_sample_kind)]
+STOCHASTIC_OBJECTIVES = ("expected_npv", "mean_cvar")
+
+
 class Scenario(BaseModel):
     """A budget scenario (CONTRACT section 2). Unknown fields are an error."""
 
@@ -228,12 +300,42 @@ class Scenario(BaseModel):
                                                 allow_inf_nan=False)] | None = Field(
         None, description="extension: floor on sum_m supply_weights[m] x offtake of m (the "
         "epsilon-constraint of an NPV-against-supply frontier)")
-    objective: Literal["npv", "supply"] = "npv"
+    objective: Literal["npv", "supply", "expected_npv", "mean_cvar"] = Field(
+        "npv", description="npv, supply, or under uncertainty: expected_npv, mean_cvar")
     supply_weights: dict[Product, Weight] = Field(
         default_factory=dict,
         description="weight per tonne for the supply objective (default 1 for tantalum, "
         "niobium, ree; 0 for ndpr, dytb)")
+    uncertainty: Uncertainty | None = Field(
+        None, description="the sample of draws the stochastic objectives and limits use "
+        "(CONTRACT section 8): {draws, seed, ...perturbations} | {draws_file} | {draws_table}")
+    risk_aversion: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.5, description="lambda of mean_cvar: (1 - lambda) mean + lambda CVaR")
+    cvar_alpha: Annotated[float, Field(gt=0, le=0.5, allow_inf_nan=False)] = Field(
+        0.1, description="the tail share of CVaR (the mean of the worst alpha share of draws)")
+    min_cvar_npv: Annotated[float, Field(ge=-MAX_MUSD, le=MAX_MUSD,
+                                         allow_inf_nan=False)] | None = Field(
+        None, description="CVaR_alpha of the portfolio's NPV over the sample must be at least "
+        "this, MUSD")
+    budget_confidence: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
+        None, description="every spend cap must hold at the drawn prices paid in at least "
+        "ceil(p N) of the N draws (all caps together in a draw)")
+    min_output_confidence: Annotated[float, Field(gt=0, le=1,
+                                                  allow_inf_nan=False)] | None = Field(
+        None, description="every min_output_t floor must hold at the drawn outputs in at least "
+        "ceil(q N) draws (all floors together in a draw)")
     solver: SolverSettings = Field(default_factory=SolverSettings)
+
+    @model_validator(mode="after")
+    def _needs_a_sample(self) -> Scenario:
+        if self.uncertainty is None:
+            if self.objective in STOCHASTIC_OBJECTIVES:
+                raise ValueError(f"objective {self.objective!r} needs an uncertainty sample "
+                                 "(field 'uncertainty')")
+            for f in ("min_cvar_npv", "budget_confidence", "min_output_confidence"):
+                if getattr(self, f) is not None:
+                    raise ValueError(f"{f} needs an uncertainty sample (field 'uncertainty')")
+        return self
 
     @field_validator("exclude_countries")
     @classmethod
@@ -250,6 +352,16 @@ class Scenario(BaseModel):
             if not PROJECT_ID_RE.match(p):
                 raise ValueError(f"{p!r} is not a valid project_id")
         return v
+
+    def at_face_value(self) -> Scenario:
+        """The same question with every figure at face value: no sample, no sampled limit,
+        a stochastic objective replaced by ``npv``."""
+        if self.uncertainty is None:
+            return self
+        return self.model_copy(update={
+            "uncertainty": None, "min_cvar_npv": None, "budget_confidence": None,
+            "min_output_confidence": None,
+            "objective": "npv" if self.objective in STOCHASTIC_OBJECTIVES else self.objective})
 
     def weights(self) -> dict[str, float]:
         """Supply weight of each product (1 for the three minerals, 0 for the magnet rare
@@ -272,7 +384,12 @@ LimitKind = Literal["cap", "floor", "share", "count", "filter"]
 #   countries  Q = number of distinct host countries among the chosen projects
 #   largest    Q = max over the chosen projects of w_p
 #   list       nothing to read: the field names projects, countries or partners
-Reads = Literal["spend", "offtake", "supply", "projects", "countries", "largest", "list"]
+#   cvar       Q = CVaR_alpha over the scenario's sample of the portfolio's NPV R_s
+#   caps_held  Q = the share of the sample's draws in which every spend cap holds
+#   floors_met Q = the share of draws in which every min_output_t floor holds
+Reads = Literal["spend", "offtake", "supply", "projects", "countries", "largest", "list",
+                "cvar", "caps_held", "floors_met"]
+SAMPLED: tuple[str, ...] = ("cvar", "caps_held", "floors_met")  # read on a sample of draws
 # How a limit is relaxed, by diagnosis and by the report's sensitivity:
 #   money (+ a money step), share (+ percentage points), risk (+ risk points),
 #   floor (- a fraction of it), count (one more / fewer), level (the next level present in
@@ -316,6 +433,11 @@ class Limit:
     def numeric(self) -> bool:
         """Held by a model row with a slack (diagnosis frees it), not by bounds on choose."""
         return self.kind != "filter"
+
+    @property
+    def sampled(self) -> bool:
+        """Read on the scenario's sample of draws (CONTRACT section 8), not at face value."""
+        return self.reads in SAMPLED
 
 
 def _column(name: str) -> Callable[[Any, Any], Any]:
@@ -395,6 +517,22 @@ LIMITS: tuple[Limit, ...] = (
           words="a weighted supply of at least {value}",
           maths="sum_m supply_weights[m] * O[m] >= min_weighted_supply", reads="supply",
           step="floor", rows=("min_supply",)),
+    # --- on the scenario's sample of draws (CONTRACT section 8) ----------------------------
+    Limit("min_cvar_npv", "floor", "min", "MUSD",
+          label="the CVaR of the portfolio's NPV over the sample",
+          words="a CVaR of the NPV of at least {value}",
+          maths="eta - (1/(alpha N)) sum_s u_s >= min_cvar_npv; u_s >= eta - R_s, u_s >= 0",
+          reads="cvar", step="money", rows=("cvar_floor", "shortfall")),
+    Limit("budget_confidence", "floor", "min", "share",
+          label="the share of draws within every spend cap",
+          words="every spend cap held in at least {value} of the draws",
+          maths="C_s,cap + S_s held_s <= cap + S_s for every cap; sum_s held_s >= ceil(p N)",
+          reads="caps_held", step="share", rows=("caps_in_draw", "caps_held_count")),
+    Limit("min_output_confidence", "floor", "min", "share",
+          label="the share of draws meeting every output floor",
+          words="every output floor met in at least {value} of the draws",
+          maths="drawn O_s[m] >= floor_m met_s for every floor; sum_s met_s >= ceil(q N)",
+          reads="floors_met", step="share", rows=("floors_in_draw", "floors_met_count")),
     # --- filters: bounds on which projects may be chosen -----------------------------------
     Limit("include_projects", "filter", "min", "", label="projects that must be backed",
           words="forced projects {value}", maths="x[p] = 1 for p in include_projects",
@@ -426,7 +564,7 @@ PRODUCT_MAP_FIELDS: tuple[str, ...] = ("min_output_t", "min_india_output_t", "mi
 # Scenario fields that are not limits: what the scenario is called, what it maximises, how it
 # is solved. Every other field must be a row of LIMITS (tests/test_limits.py).
 SETTING_FIELDS: tuple[str, ...] = ("name", "description", "objective", "supply_weights",
-                                   "solver")
+                                   "solver", "uncertainty", "risk_aversion", "cvar_alpha")
 
 
 @lru_cache(maxsize=1)
@@ -520,6 +658,48 @@ class Binding(BaseModel):
     value: float
 
 
+class RiskFigures(BaseModel):
+    """A fixed portfolio measured on a sample of draws (CONTRACT section 8)."""
+
+    mean: float = Field(description="mean NPV over the draws, MUSD")
+    cvar: float = Field(description="CVaR_alpha: the mean of the worst alpha share of draws")
+    p5: float
+    p50: float
+    p95: float
+    within_caps_share: float = Field(description="share of draws within every spend cap at "
+                                     "the drawn prices paid")
+    floors_met_share: float = Field(description="share of draws meeting every output floor at "
+                                    "the drawn outputs (1 when there are none)")
+
+
+class OutOfSample(BaseModel):
+    """The chosen portfolio and the face-value optimum judged on draws neither was chosen on."""
+
+    draws: int
+    seed: int | None
+    source: str = Field(description="generator (the scenario's own perturbations) or default "
+                        "(the data's default uncertainty model)")
+    portfolio: RiskFigures
+    face_value: RiskFigures | None = Field(description="the face-value optimum (objective npv, "
+                                           "no sample) on the same draws")
+    face_value_selected: list[str] = Field(default_factory=list)
+    vss: float | None = Field(description="value of the stochastic solution: portfolio mean "
+                              "minus face-value mean, MUSD")
+
+
+class UncertaintyBlock(RiskFigures):
+    """The chosen portfolio on the sample it was chosen on (in-sample: these figures flatter
+    it), and where it was judged on fresh draws, that too."""
+
+    draws: int
+    alpha: float
+    source: str = Field(description="generator, default (the data's default uncertainty "
+                        "model), table or file")
+    seed: int | None = None
+    sample_sha256: str
+    out_of_sample: OutOfSample | None = None
+
+
 class Result(BaseModel):
     """The outcome of one solve; the same object from the CLI, the library and the HTTP API."""
 
@@ -535,6 +715,8 @@ class Result(BaseModel):
     solver: SolverInfo
     provenance: Provenance
     scenario_name: str = ""
+    uncertainty: UncertaintyBlock | None = Field(
+        None, description="under uncertainty: the portfolio on its sample (CONTRACT section 8)")
 
     @property
     def has_portfolio(self) -> bool:
@@ -572,6 +754,7 @@ class BatchRow(BaseModel):
     solver: SolverInfo | None = None
     provenance: Provenance | None = None
     scenario_name: str = ""
+    uncertainty: UncertaintyBlock | None = None
     scenario: dict[str, Any] = Field(description="the merged scenario this row solved")
     draw: dict[str, Any] | None = Field(None, description="Monte Carlo: the draw's factors")
     base_portfolio: BasePortfolioOnDraw | None = None
@@ -594,7 +777,7 @@ class BatchRow(BaseModel):
     def dump(self) -> dict[str, Any]:
         """The row as stored (JSON-ready; optional parts that do not apply left out)."""
         absent = {k for k in ("draw", "base_portfolio", "reused_from", "error", "traceback",
-                              "row_wall_s") if getattr(self, k) is None}
+                              "row_wall_s", "uncertainty") if getattr(self, k) is None}
         return self.model_dump(mode="json", exclude=absent)
 
 

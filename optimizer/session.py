@@ -38,7 +38,9 @@ from .model import (
     set_choice_bounds,
     use_objective,
 )
-from .schema import Scenario, SolverSettings
+from .sample import sample_for
+from .schema import LIMIT_BY_FIELD, Scenario, SolverSettings
+from .stochastic import apply_uncertainty, attach_sample
 
 Backend = Literal["fast", "stock"]
 INFEASIBLE = (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded)
@@ -105,9 +107,24 @@ class Session:
         self.stats.transfer_s = time.perf_counter() - t0
 
     def apply(self, sc: Scenario) -> None:
-        """Set the model to ``sc``'s numbers (limits, weights, filters, objective)."""
+        """Set the model to ``sc``'s numbers (limits, weights, filters, objective); under
+        uncertainty, with its sample's rows (made and added once per sample)."""
+        smp = sample_for(self.data, sc)
+        if smp is not None:
+            attach_sample(self.built, smp)
         apply_scenario(self.built, sc)
+        apply_uncertainty(self.built, sc)
         self._scenario = sc
+
+    def run_fixed(self, sc: Scenario, chosen: np.ndarray) -> Outcome:
+        """Re-solve with the chosen set fixed (``chosen`` bool per row), tight tolerances:
+        the best stakes for that set under every limit, sampled ones included (what the
+        small exact LP of ``optimizer.polish`` cannot hold). The bounds are restored."""
+        set_choice_bounds(self.built, chosen * 1.0, chosen * 1.0)
+        try:
+            return self.run(sc.solver, exact=True)
+        finally:
+            set_choice_bounds(self.built, *choice_bounds(self.data, sc))
 
     def run(self, settings: SolverSettings, *, exact: bool = False) -> Outcome:
         """Solve the model as it stands now (the caller has applied a scenario and may have
@@ -201,8 +218,16 @@ class Session:
         m.drop_obj.activate()
 
     def slack(self, path: str) -> float:
-        """The slack the last run chose for limit ``path``."""
-        return float(self._solver.values([self.built.model.relax[path]])[0])
+        """The slack the last run chose for limit ``path``, in the field's own units (a
+        confidence's slack counts draws: as a share of them here)."""
+        m = self.built.model
+        got = float(self._solver.values([m.relax[path]])[0])
+        if LIMIT_BY_FIELD[path.split(".")[0]].reads in ("caps_held", "floors_met"):
+            n_draws = self.built.sample.n_draws
+            need = float(m.rhs[path].value)  # ceil(p N)
+            held = need - round(got)  # the most draws any portfolio holds them in
+            return float(self._scenario.model_dump()[path]) - held / n_draws
+        return got
 
     def restore(self, sc: Scenario) -> None:
         """Back to ``sc`` as a plain solve sees it (after diagnosis)."""

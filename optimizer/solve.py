@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 from pyomo.contrib.solver.common.results import TerminationCondition
 
+from . import risk
 from .certify import EXACT_TOL, certify
 from .check import violations
 from .data import ProjectData, check_scenario_against, load_projects, load_scenario, scenario_sha256
@@ -35,7 +36,17 @@ from .diagnose import diagnose_infeasible
 from .highs_backend import highs_version
 from .model import BuiltModel
 from .results import binding, objective_value, portfolio
-from .schema import WITH_PORTFOLIO, Provenance, Result, Scenario, SolverInfo, Status
+from .sample import fresh_sample, sample_for
+from .schema import (
+    WITH_PORTFOLIO,
+    OutOfSample,
+    Provenance,
+    Result,
+    Scenario,
+    SolverInfo,
+    Status,
+    UncertaintyBlock,
+)
 from .session import Backend, Outcome, Session
 
 # A solve HiGHS calls optimal is reported "optimal" only if its gap is within this; a looser
@@ -162,7 +173,33 @@ class Optimizer:
                 raise SolutionCheckError(broken)
         if diagnosis is None:  # what this solve spent outside HiGHS's run, for the next
             session.learn_overhead(time.monotonic() - t_start, out.solve_s)
+        if sc.uncertainty is not None and result.status in WITH_PORTFOLIO:
+            result.uncertainty = self.uncertainty_of(sc, stakes, judge=alternative is None)
         return result
+
+    def uncertainty_of(self, sc: Scenario, stakes: dict[str, float], *, judge: bool = True
+                       ) -> UncertaintyBlock:
+        """The portfolio ``stakes`` on ``sc``'s sample (in-sample figures), and with
+        ``judge``, beside the face-value optimum on fresh draws neither was chosen on
+        (:func:`optimizer.sample.fresh_sample`): the value of the stochastic solution."""
+        smp = sample_for(self.data, sc)
+        inside = risk.measure(self.data, sc, smp, stakes)
+        block = UncertaintyBlock(**inside.model_dump(), draws=smp.n_draws, alpha=sc.cvar_alpha,
+                                 source=smp.source, seed=smp.seed, sample_sha256=smp.sha256)
+        fresh = fresh_sample(self.data, sc) if judge else None
+        if fresh is None:
+            return block
+        face_sc = sc.at_face_value()
+        face = self.solve_with(face_sc, diagnose=False)
+        face_stakes = {p.project_id: p.stake for p in face.selected}
+        mine = risk.measure(self.data, sc, fresh, stakes)
+        theirs = risk.measure(self.data, sc, fresh, face_stakes) if face.has_portfolio else None
+        block.out_of_sample = OutOfSample(
+            draws=fresh.n_draws, seed=fresh.seed, source=fresh.source, portfolio=mine,
+            face_value=theirs, face_value_selected=sorted(face_stakes),
+            vss=None if theirs is None else mine.mean - theirs.mean)
+        self.session.apply(sc)  # the model as this scenario left it
+        return block
 
     def result_for(self, sc: Scenario, stakes: dict[str, float], *, status: str,
                    bound: float | None, termination: str, solve_s: float = 0.0,
@@ -173,7 +210,7 @@ class Optimizer:
         (``optimizer.batch.reuse``)."""
         selected, totals = portfolio(self.data, stakes)
         ok = status in WITH_PORTFOLIO
-        obj = objective_value(self.data, sc, totals) if ok else None
+        obj = objective_value(self.data, sc, totals, stakes) if ok else None
         bound = bound if ok else None
         stats = self.session.stats
         return Result(
@@ -204,7 +241,7 @@ class Optimizer:
                         current: dict[str, float] | None) -> dict[str, float] | None:
         """The best candidate that meets ``sc`` exactly and beats ``current`` (else None)."""
         def value(stakes: dict[str, float]) -> float:
-            return objective_value(self.data, sc, portfolio(self.data, stakes)[1])
+            return objective_value(self.data, sc, portfolio(self.data, stakes)[1], stakes)
 
         best, bar = None, -math.inf if current is None else value(current)
         pos, gone = self.data.positions, self.data.unavailable

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from optimizer import Optimizer, Scenario
 from optimizer import limits as L
+from optimizer.certify import _exact_stakes
 from optimizer.check import violations
 from optimizer.data import validate_projects
 from optimizer.polish import polish_stakes
@@ -36,6 +38,12 @@ from .conftest import TINY_ROWS, scenario
 
 MAGNETS = {"A": (200.0, 20.0, 0.0), "B": (0.0, 0.0, 0.0), "C": (600.0, 10.0, 0.6)}
 BASE = {"budget_musd": 120}
+# a small sample for the limits read on draws (CONTRACT section 8): price and overrun spread
+SAMPLE = {"draws": 40, "seed": 3, "fresh_draws": 0,
+          "price": {"ree": {"dist": "lognormal", "sigma": 0.4},
+                    "tantalum": {"dist": "lognormal", "sigma": 0.4}},
+          "capex_overrun": {"dist": "lognormal", "median": 1.1, "sigma": 0.2},
+          "output": {"dist": "lognormal", "sigma": 0.2}}
 P = {"A": 0.55, "C": 0.3}  # the optimum of BASE, worked by hand above
 
 
@@ -70,7 +78,7 @@ def _tight(lim, opt) -> dict:
     """A value of ``lim`` that the hand-worked optimum P breaks, chosen from the table's kind
     and sense alone (so every limit is exercised the same way)."""
     data = opt.data
-    sc = Scenario.model_validate(BASE)
+    sc = Scenario.model_validate(_base(lim))
     h = L.holding(data, P)
     chosen = [data.positions[p] for p in P]
     if lim.reads == "list":
@@ -89,8 +97,11 @@ def _tight(lim, opt) -> dict:
         value = level / 2
     elif lim.kind == "count":
         value = int(level) - 1 if lim.sense == "max" else int(level) + 1
+    elif lim.unit == "share" and lim.sense == "min":  # a confidence: more draws than P holds
+        assert level < 1, f"{lim.field}: P holds in every draw, nothing to tighten"
+        value = min(1.0, level + max(0.05, (1 - level) / 2))
     else:
-        value = level * 0.8 if lim.sense == "max" else level * 1.05 + 1.0
+        value = level * 0.8 if lim.sense == "max" else level + max(1.0, 0.05 * abs(level))
     if lim.index == "year":
         return {lim.field: [value]}
     if lim.index == "product":
@@ -104,13 +115,11 @@ def test_every_consumer_handles_every_limit(opt, field):
         return  # not a limit: test_every_scenario_field_is_a_limit_or_a_setting
     lim = LIMIT_BY_FIELD[field]
     data = opt.data
-    tight = scenario(**{**BASE, **_tight(lim, opt)})
-    base = scenario(**BASE)
+    tight = scenario(**{**_base(lim), **_tight(lim, opt)})
+    base = scenario(**_base(lim))
 
-    # the model holds it: its rows, and a slack per field path for numeric limits
+    # the model holds a slack per field path for numeric limits (its rows: after the solve)
     m = opt.built.model
-    for row in lim.rows:
-        assert hasattr(m, row), f"{field}: model has no component {row!r}"
     paths = [e.field_path for e in L.entries(tight, data) if e.limit is lim]
     assert paths, f"{field}: entries() does not see the value set"
     if lim.numeric:
@@ -120,8 +129,12 @@ def test_every_consumer_handles_every_limit(opt, field):
     broken = violations(data, tight, P)
     assert any(b.startswith(field) for b in broken), f"{field}: check says {broken}"
 
-    # a solve respects it, or says why not
+    # a solve respects it, or says why not; the model holds its rows (a sampled limit's in
+    # the sample's block, built when first asked for)
     r = opt.solve(tight)
+    holder = m.draws if lim.sampled else m
+    for row in lim.rows:
+        assert hasattr(holder, row), f"{field}: model has no component {row!r}"
     if r.status == "optimal":
         assert violations(data, tight, {p.project_id: p.stake for p in r.selected}) == []
         assert r.objective <= 47.0 + 1e-9
@@ -147,13 +160,22 @@ def test_every_consumer_handles_every_limit(opt, field):
     # chosen set's own business, not the stakes'
     if lim.numeric and lim.kind != "count":
         rows = sorted(data.positions[p] for p in P)
-        stakes = polish_stakes(data, tight, rows)
-        if stakes is not None:
-            got = dict(zip([data.ids[i] for i in rows], stakes.tolist(), strict=True))
+        if lim.sampled:  # on the session's model with the set fixed (the stake LP has no draws)
+            chosen = np.isin(np.arange(data.n), rows)
+            opt.session.apply(tight)
+            got = _exact_stakes(opt.session, tight, chosen)
+        else:
+            stakes = polish_stakes(data, tight, rows)
+            got = None if stakes is None else dict(
+                zip([data.ids[i] for i in rows], stakes.tolist(), strict=True))
+        if got is not None:
             assert not [b for b in violations(data, tight, got) if b.startswith(field)]
 
     # batch re-use: not setting it is looser, and the tight value is not
     loose = base if field != "budget_musd" else scenario(budget_musd=1e6)
+    if lim.sampled:  # a different sample is a different question, never looser
+        other = {**_base(lim), "uncertainty": {**SAMPLE, "seed": 4}}
+        assert not L.at_least_as_loose(data, scenario(**other), tight)
     assert L.at_least_as_loose(data, loose, tight)
     assert not L.at_least_as_loose(data, tight, loose)
     if lim.reads != "list":
@@ -166,6 +188,16 @@ def test_every_consumer_handles_every_limit(opt, field):
         text = L.describe(tight, p)
         assert text and "{" not in text, (field, text)
     assert "{" not in L.label(lim, 0 if lim.index == "year" else "ree")
+
+
+def _base(lim) -> dict:
+    """The scenario a limit is tightened on: with a sample when the limit reads one (and the
+    output floor a floor confidence is about)."""
+    if not lim.sampled:
+        return dict(BASE)
+    # P's own TREO at face value: met at face value, missed in the draws with less output
+    extra = {"min_output_t": {"ree": 1450}} if lim.reads == "floors_met" else {}
+    return {**BASE, "uncertainty": SAMPLE, **extra}
 
 
 def _same_shape(v, x):
