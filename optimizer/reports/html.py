@@ -19,6 +19,9 @@ from . import charts
 from .analysis import Analysis
 from .facts import (
     PARTNER_NAMES,
+    Currency,
+    WORLD_OUTPUT_2024,
+    WORLD_OUTPUT_SOURCE,
     PARTNER_SHORT,
     Facts,
     alternatives_matrix,
@@ -100,13 +103,7 @@ def chart_svgs(fx: Facts) -> list[dict[str, str]]:
                     caption="Who leads the deal; colours show who pays.",
                     svg=charts.stacked_spend("Spend by lead partner",
                                              [PARTNER_NAMES.get(p, p) for p in labels], k, u)))
-    out.append(dict(id="chart-offtake", title="Offtake against floors",
-                    caption="Annual offtake entitlement of the stakes bought; dashed lines are "
-                    "the scenario's security floors.",
-                    svg=charts.offtake([product_name(m) for m in fx.products],
-                                       [product_unit(m) for m in fx.products],
-                                       [t.output_t[m] for m in fx.products],
-                                       [sc.min_output_t.get(m) for m in fx.products])))
+    out.append(offtake_chart(fx))
     if t.avg_risk is not None:
         out.append(dict(id="chart-risk", title="Risk against its cap",
                         caption="Diamond: the spend-weighted average risk; dots: the projects.",
@@ -119,6 +116,32 @@ def chart_svgs(fx: Facts) -> list[dict[str, str]]:
                     caption="What the portfolio pays in each plan year; red dashes are the "
                     "annual caps.", svg=charts.annual(t.annual_musd, caps[:len(t.annual_musd)])))
     return out
+
+
+def offtake_chart(fx: Facts) -> dict[str, str]:
+    """Offtake against the scenario's floors where it sets them, else against world mine
+    production (sourced); products with neither are named in the caption."""
+    sc, t = fx.scenario, fx.result.totals
+    floored, world, none = [], [], []
+    for m in fx.products:
+        unit = product_unit(m)
+        floor = sc.min_output_t.get(m) or 0.0
+        if floor > 0:
+            floored.append((product_name(m), t.output_t[m], floor, unit))
+        elif m in WORLD_OUTPUT_2024:
+            world.append((product_name(m), t.output_t[m], WORLD_OUTPUT_2024[m], unit))
+        else:
+            none.append(f"{product_name(m)} {t.output_t[m]:,.0f} {unit}")
+    caption = "Annual offtake entitlement of the stakes bought, as a share of " + (
+        "the scenario's security floors (dashed: the floor)" if floored else "") + (
+        " and, where there is no floor, " if floored and world else "") + (
+        f"{WORLD_OUTPUT_SOURCE}" if world else "") + "."
+    if none:
+        caption += (" No floor and no sourced world figure for " + "; ".join(none)
+                    + " (in the portfolio table).")
+    return dict(id="chart-offtake", title="Offtake against floors and world production",
+                caption=caption, svg=charts.offtake(floored, world,
+                                                    "world mine production 2024"))
 
 
 def _budget_chart(fx: Facts) -> str | None:
@@ -135,6 +158,7 @@ def context(fx: Facts, generated: str | None = None) -> dict[str, Any]:
     r = fx.result
     return dict(
         fx=fx, r=r, sc=fx.scenario, t=r.totals, a=fx.analysis, products=fx.products,
+        cur=fx.currency, ounit=fx.objective_unit, today=fx.today.isoformat(),
         charts=chart_svgs(fx), budget_chart=_budget_chart(fx),
         binding=[row for row in fx.limits if row.binding], alt_matrix=alternatives_matrix(fx),
         generated=generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -144,11 +168,14 @@ def context(fx: Facts, generated: str | None = None) -> dict[str, Any]:
 
 
 def render_html(result: Result, scenario: Scenario, data: ProjectData,
-                analysis: Analysis | None = None, *, generated: str | None = None) -> bytes:
+                analysis: Analysis | None = None, *, generated: str | None = None,
+                currency: Currency | None = None, today: dt.date | None = None) -> bytes:
     """The run's report as one self-contained HTML document (UTF-8 bytes). ``analysis``
     (from :func:`optimizer.reports.analysis.analyse`) adds the "why this portfolio" and
-    alternatives sections; without it they say it was not computed."""
-    fx = facts(result, scenario, data, analysis)
+    alternatives sections; without it they say it was not computed. ``currency``: the INR
+    rate (default: ``OPTIMIZER_INR_PER_USD`` or the data's convention); ``today``: the date
+    study ages are counted to."""
+    fx = facts(result, scenario, data, analysis, currency=currency, today=today)
     html = environment().get_template("run.html.j2").render(**context(fx, generated))
     return html.encode("utf-8")
 
