@@ -83,8 +83,9 @@ def offtake(floored: Sequence[tuple[str, float, float, str]],
     with matplotlib.rc_context(RC):
         heights = [0.55 + 0.42 * len(rows) for rows, _ in panels] or [1.0]
         fig = Figure(figsize=(6.4, sum(heights) + 0.5 * len(heights)))
-        fig.subplots_adjust(left=1.55 / 6.4, right=1 - 0.3 / 6.4, top=1 - 0.35 / fig.get_figheight(),
-                            bottom=0.5 / fig.get_figheight(), hspace=0.9)
+        h = fig.get_figheight()
+        fig.subplots_adjust(left=1.55 / 6.4, right=1 - 0.3 / 6.4, top=1 - 0.35 / h,
+                            bottom=0.5 / h, hspace=0.9)
         axes = fig.subplots(len(panels), 1, squeeze=False,
                             gridspec_kw={"height_ratios": heights})[:, 0] if panels else []
         for ax, (rows, title) in zip(axes, panels, strict=True):
@@ -190,7 +191,7 @@ def frontier(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], xl
         ax = fig.add_subplot()
         for k, (lo, hi) in enumerate(flat):
             ax.axvspan(lo, hi, color="#e8e8e8", zorder=0,
-                       label="flat: another limit binds" if k == 0 else None)
+                       label="flat stretch" if k == 0 else None)
         ax.plot(xs, ys, marker="o", color=BAR_COLOUR)
         for x, y, lab in zip(xs, ys, labels, strict=True):
             ax.annotate(lab, (x, y), textcoords="offset points", xytext=(0, 6), ha="center",

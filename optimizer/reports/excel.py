@@ -617,11 +617,16 @@ def _numeric(v: Any) -> Any:
     return v if v is None or isinstance(v, (int, float, str)) else str(v)
 
 
+def _header(v: Any) -> str:
+    """A grid value as a column header (headers are text)."""
+    return f"{v:,.6g}" if isinstance(v, float) else str(v)
+
+
 def render_batch_xlsx(view) -> bytes:
     """A batch's report (from :func:`optimizer.reports.batch.load_batch`) as an Excel
-    workbook: Summary, Rows, Selection, Frontier (and Distribution for Monte Carlo),
-    Provenance."""
-    from .batch import BatchView
+    workbook: Summary, Rows, Selection, then Frontier (a frontier), Grid (a grid) or
+    Distribution (Monte Carlo), and Provenance."""
+    from .batch import BatchView, path_words
 
     v: BatchView = view
     buf = io.BytesIO()
@@ -648,14 +653,16 @@ def render_batch_xlsx(view) -> bytes:
                                                           bp.get("regret"))]
     keys = ["p0", "p5", "p25", "p50", "p75", "p95", "p100", "mean"]
     qrows = [[label, *(q.get(k) for k in keys)] for label, q in quant if q]
-    if qrows:
+    if qrows and v.kind != "frontier":  # a frontier's quantiles mean nothing
         ws.write(end + 1, 0, "Distribution over the rows", f["h"])
         book.table(ws, end + 2, 0, [("Measure", None)] + [(k, "num3") for k in keys], qrows,
                    "Quantiles")
     # Rows ------------------------------------------------------------------------------
     ws = book.wb.add_worksheet("Rows")
     cols: list[tuple[str, str | None]] = [("index", "int"), ("name", None)]
-    cols += [(p, None) for p in v.varied]
+    # the varied fields in words (a draw's factors to 2 decimals)
+    cols += [(path_words(p), "num2" if p.startswith("draw.") and p != "draw.disrupted_countries"
+              else None) for p in v.varied]
     cols += [("status", None), ("objective", "num3"), ("best_bound", "num3"),
              ("mip_gap", "pct2"), ("cost_musd", "musd"), ("kabil_musd", "musd"),
              ("us_musd", "musd"), ("npv_musd", "musd")]
@@ -663,7 +670,7 @@ def render_batch_xlsx(view) -> bytes:
     base_cols = v.kind == "monte_carlo"
     if base_cols:
         cols += [("base_portfolio.value", "num3"), ("base_portfolio.regret", "num3"),
-                 ("base_portfolio.meets_limits", None)]
+                 ("base_portfolio.meets_limits", None), ("base_portfolio.broken", None)]
     cols += [("n_projects", "int"), ("selected", None), ("why no portfolio", None)]
     data = []
     for r in v.rows:
@@ -673,7 +680,7 @@ def render_batch_xlsx(view) -> bytes:
         if base_cols:
             line += [r.base_value, r.base_regret,
                      None if r.base_meets_limits is None else
-                     ("yes" if r.base_meets_limits else "no")]
+                     ("yes" if r.base_meets_limits else "no"), "; ".join(r.base_broken) or None]
         line += [len(r.stakes) if r.ok else None, ";".join(r.stakes), r.reason or None]
         data.append(line)
     book.table(ws, 0, 0, cols, data, "Rows")
@@ -701,36 +708,94 @@ def render_batch_xlsx(view) -> bytes:
                        "name": "Share of the portfolios found that back it"})
         ch.set_legend({"none": True})
         ws.insert_chart(0, 6, ch)
-    # Frontier --------------------------------------------------------------------------
-    ws = book.wb.add_worksheet("Frontier")
-    path = v.varied[0] if v.varied else None
-    pts = sorted((r for r in ok if path and isinstance(r.varied.get(path), (int, float))
-                  and r.objective is not None), key=lambda r: r.varied[path])
-    title = ("The efficient frontier" if v.kind == "frontier"
-             else f"Objective against {path}" if path else "Objective")
-    ws.write(0, 0, title, f["title"])
-    ws.freeze_panes(3, 0)
-    if v.kind != "frontier":
-        ws.write(1, 0, "This batch is not a frontier: each row's objective against the first "
-                       "field it varies.", f["note"])
-    if pts:
-        book.table(ws, 2, 0, [(path, "num3"), ("index", "int"), ("objective", "num3"),
-                              ("cost_musd", "musd"), ("n_projects", "int"),
-                              ("portfolio", None)],
-                   [[r.varied[path], r.index, r.objective, r.cost_musd, len(r.stakes),
-                     "; ".join(f"{p} {s:.0%}" for p, s in r.stakes.items())] for r in pts],
-                   "Frontier")
-        _widths(ws, [16, 8, 14, 14, 10, 100])
-        ch = _chart(book, "scatter", title, "straight_with_markers")
-        ch.add_series({"name": "objective", "categories": ["Frontier", 3, 0, 2 + len(pts), 0],
-                       "values": ["Frontier", 3, 2, 2 + len(pts), 2],
-                       "marker": {"type": "circle"}, "line": {"color": "#4c7a8c"}})
-        ch.set_x_axis({"name": path, "num_format": "#,##0"})
-        ch.set_y_axis({"name": "objective", "num_format": "#,##0"})
-        ch.set_legend({"none": True})
-        ws.insert_chart(4 + len(pts), 0, ch)
-    else:
-        ws.write(2, 0, "No row with a portfolio and a numeric varied field.")
+    # Frontier (a frontier batch only) ----------------------------------------------------
+    fv = v.frontier_view()
+    if fv is not None:
+        ws = book.wb.add_worksheet("Frontier")
+        path = fv.path
+        pts = fv.points
+        title = "The efficient frontier: NPV against " + path_words(path)
+        ws.write(0, 0, title, f["title"])
+        ws.freeze_panes(3, 0)
+        if fv.base_x is not None:
+            ws.write(1, 0, f"The base scenario: {path_words(path)} {fv.base_x:,.6g}"
+                     + (f", NPV {fv.base_y:,.1f}" if fv.base_y is not None else
+                        " (between the points computed)"), f["note"])
+        if pts:
+            end = book.table(ws, 2, 0, [(path_words(path), "num3"), ("index", "int"),
+                                        ("objective", "num3"), ("cost_musd", "musd"),
+                                        ("n_projects", "int"), ("binding", None),
+                                        ("portfolio", None)],
+                             [[r.varied[path], r.index, r.objective, r.cost_musd,
+                               len(r.stakes), "; ".join(r.binding),
+                               "; ".join(f"{p} {st:.0%}" for p, st in r.stakes.items())]
+                              for r in pts], "Frontier")
+            _widths(ws, [22, 8, 14, 14, 10, 40, 100])
+            ch = _chart(book, "scatter", title, "straight_with_markers")
+            ch.add_series({"name": "objective",
+                           "categories": ["Frontier", 3, 0, 2 + len(pts), 0],
+                           "values": ["Frontier", 3, 2, 2 + len(pts), 2],
+                           "marker": {"type": "circle"}, "line": {"color": "#4c7a8c"}})
+            ch.set_x_axis({"name": path_words(path), "num_format": "#,##0"})
+            ch.set_y_axis({"name": "NPV (US$ M)", "num_format": "#,##0"})
+            ch.set_legend({"none": True})
+            ws.insert_chart(end + 1, 0, ch)
+            row = end + 17
+            ws.write(row, 0, "Where the frontier is flat", f["h"])
+            book.table(ws, row + 1, 0, [("from", "num3"), ("to", "num3"), ("NPV", "num3"),
+                                        ("rows", None), ("limits that bind there", None)],
+                       [[x.low, x.high, x.objective, ", ".join(map(str, x.indices)),
+                         "; ".join(x.binding) or "none: every project worth having is at its "
+                         "largest stake"] for x in fv.flats], "Flat")
+        else:
+            ws.write(2, 0, "No row with a portfolio.")
+    # Grid (a grid batch: CONTRACT 7a) -----------------------------------------------------
+    grids = v.grid_tables()
+    if grids:
+        ws = book.wb.add_worksheet("Grid")
+        ws.freeze_panes(1, 0)
+        g0 = grids[0]
+        ws.write(0, 0, "Objective of each combination: " + path_words(g0.row_field)
+                 + " down the rows" + (", " + path_words(g0.col_field) + " across the columns"
+                                       if g0.col_field else ""), f["title"])
+        ws.set_column(0, 0, 30)
+        ws.set_column(1, 1 + max(len(g.col_values) for g in grids), 14)
+        row = 2
+        for k, g in enumerate(grids):
+            if g.fixed:
+                ws.write(row, 0, "; ".join(f"{path_words(p)} = {x}" for p, x in g.fixed.items()),
+                         f["h"])
+                row += 1
+            top = row
+            head = [(f"{g.row_field} \\ {g.col_field}" if g.col_field else g.row_field, None)]
+            head += [(_header(x) if g.col_field else "objective", "num3")
+                     for x in g.col_values]
+            end = book.table(ws, top, 0, head,
+                             [[_numeric(y), *g.values[i]] for i, y in enumerate(g.row_values)],
+                             f"Grid{k}")
+            ws.conditional_format(top + 1, 1, top + len(g.row_values), len(g.col_values),
+                                  {"type": "3_color_scale"})
+            row = end + 1
+            for axis in (0, 1):
+                unit, mv = g.marginals(axis)
+                if not mv:
+                    continue
+                fld = g.row_field if axis == 0 else g.col_field
+                ws.write(row, 0, f"Marginal value of {path_words(fld)}: NPV gained {unit}",
+                         f["label"])
+                if axis == 0:
+                    labels = [f"{_header(g.row_values[i])} -> {_header(g.row_values[i + 1])}"
+                              for i in range(len(mv))]
+                    heads = [_header(x) if g.col_field else "objective" for x in g.col_values]
+                else:
+                    labels = [_header(y) for y in g.row_values]
+                    heads = [f"{_header(g.col_values[j])} -> {_header(g.col_values[j + 1])}"
+                             for j in range(len(g.col_values) - 1)]
+                row = book.table(ws, row + 1, 0, [("step" if axis == 0 else g.row_field, None)]
+                                 + [(h, "num3") for h in heads],
+                                 [[lab, *line] for lab, line in zip(labels, mv, strict=True)],
+                                 f"Marginal{k}_{axis}") + 1
+            row += 1
     # Distribution (Monte Carlo) ---------------------------------------------------------
     if v.kind == "monte_carlo":
         ws = book.wb.add_worksheet("Distribution")
@@ -751,10 +816,26 @@ def render_batch_xlsx(view) -> bytes:
                            "categories": ["Distribution", 3, col, 2 + len(bins), col],
                            "values": ["Distribution", 3, col + 2, 2 + len(bins), col + 2],
                            "fill": {"color": "#4c7a8c"}, "gap": 10})
-            ch.set_x_axis({"num_format": "#,##0"})
+            ch.set_x_axis({"num_format": "#,##0", "name": "US$ M (bins of the measure)"})
+            ch.set_y_axis({"name": "Draws"})
             ch.set_legend({"none": True})
             ws.insert_chart(4 + len(bins), col, ch)
             col += 9
+        breaks = v.limit_breaks()
+        n_within, rq = v.regret_within()
+        row = 4 + 20 + 17  # below the bins (at most 20) and their charts (about 15 rows)
+        ws.write(row, 0, "Which limits the base portfolio, held fixed, breaks", f["h"])
+        row = book.table(ws, row + 1, 0, [("limit", None), ("field", None), ("draws", "int"),
+                                          ("share of draws", "pct"), ("median excess", "num3"),
+                                          ("P95 excess", "num3"), ("unit", None)],
+                         [[b.words, b.field, b.draws, b.share, b.median, b.p95, b.unit]
+                          for b in breaks], "Breaks")
+        ws.write(row + 1, 0, f"Regret of the base portfolio where it stays within its limits "
+                             f"({n_within} draws)", f["h"])
+        keys = ["p0", "p5", "p25", "p50", "p75", "p95", "p100", "mean"]
+        book.table(ws, row + 2, 0, [("measure", None)] + [(k, "num3") for k in keys],
+                   [["regret within limits", *((rq or {}).get(k) for k in keys)]],
+                   "RegretWithin")
     # Provenance ------------------------------------------------------------------------
     ws = book.wb.add_worksheet("Provenance")
     _widths(ws, [30, 100])

@@ -794,7 +794,7 @@ def facts(result: Result, scenario: Scenario, data: ProjectData,
                  today=today)
 
 
-__all__ = ["GLOSSARY", "WORLD_OUTPUT_2024", "Currency", "Doubts", "Facts", "Flag", "LimitRow", "alternatives_matrix",
-           "country_name", "doubts", "facts", "flags", "glossary", "money", "objective_label",
-           "objective_unit", "pct", "product_name", "product_unit", "question_parts",
-           "status_words"]
+__all__ = ["GLOSSARY", "WORLD_OUTPUT_2024", "Currency", "Doubts", "Facts", "Flag", "LimitRow",
+           "alternatives_matrix", "country_name", "doubts", "facts", "flags", "glossary",
+           "money", "objective_label", "objective_unit", "pct", "product_name", "product_unit",
+           "question_parts", "status_words"]

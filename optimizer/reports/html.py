@@ -19,14 +19,15 @@ from . import charts
 from .analysis import Analysis
 from .facts import (
     PARTNER_NAMES,
-    Currency,
+    PARTNER_SHORT,
     WORLD_OUTPUT_2024,
     WORLD_OUTPUT_SOURCE,
-    PARTNER_SHORT,
+    Currency,
     Facts,
     alternatives_matrix,
     country_name,
     facts,
+    glossary,
     money,
     num,
     pct,
@@ -56,10 +57,13 @@ def environment() -> Environment:
     return _ENV
 
 
-def value_text(v: Any) -> str:
-    """A varied field's value for a table cell: numbers to 6 significant digits."""
+def value_text(v: Any, path: str = "") -> str:
+    """A varied field's value for a table cell: numbers to 6 significant digits; a
+    Monte-Carlo draw's factors to 2 decimals."""
     if v is None:
         return ""
+    if path.startswith("draw.") and isinstance(v, float):
+        return f"{v:.2f}"
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, float):
@@ -188,31 +192,35 @@ KIND_WORDS = {"scenarios": "what-if scenarios", "grid": "a grid of scenarios",
               "monte_carlo": "Monte-Carlo draws of the project data",
               "frontier": "points of an efficient frontier"}
 SELECTION_CHART_MAX = 30  # projects in the selection chart
+GRID_HEATMAPS = 6  # heatmaps drawn for a grid of more than two fields (every table is shown)
 
 
 def batch_context(view, generated: str | None = None) -> dict[str, Any]:
     """Everything the batch template shows (charts drawn here)."""
-    from .batch import BatchView
+    from .batch import BatchView, marginal_scale, path_words
 
     v: BatchView = view
     charts_out: list[dict[str, str]] = []
     ok = v.ok_rows
     fk = v.frontier_kind
-    if fk is not None and ok:
-        path = v.varied[0]
-        pts = sorted((r for r in ok if r.varied.get(path) is not None),
-                     key=lambda r: r.varied[path])
+    fv = v.frontier_view()
+    if fv is not None and fv.points:
+        pts = fv.points
         xlabel = ("total budget, US$ M" if fk == "budget"
                   else "weighted supply floor (t/y x weight)")
         charts_out.append(dict(
             id="chart-frontier", title="The efficient frontier",
             caption="Each point is the best NPV at that " + (
                 "budget" if fk == "budget" else "floor on weighted supply")
-            + "; the label is its number of projects. The portfolios are in the table below.",
-            svg=charts.frontier([r.varied[path] for r in pts], [r.objective for r in pts],
+            + "; the label is its number of projects; orange (or the dotted line): the base "
+            "scenario; shaded: stretches where the NPV does not move because another limit "
+            "binds (see the table). The portfolios are in the table below.",
+            svg=charts.frontier([r.varied[fv.path] for r in pts], [r.objective for r in pts],
                                 [str(len(r.stakes)) for r in pts], xlabel, "NPV, US$ M",
                                 "NPV against " + ("budget" if fk == "budget"
-                                                  else "weighted supply")),
+                                                  else "weighted supply"),
+                                base=(fv.base_x, fv.base_y) if fv.base_x is not None else None,
+                                flat=[(f.low, f.high) for f in fv.flats]),
         ))
     if v.kind == "monte_carlo" and ok:
         objs = [r.objective for r in ok if r.objective is not None]
@@ -227,9 +235,27 @@ def batch_context(view, generated: str | None = None) -> dict[str, Any]:
             charts_out.append(dict(
                 id="chart-regret", title="Regret of the base portfolio",
                 caption="How much NPV the base case's portfolio, held fixed, loses against the "
-                "best portfolio of each draw.",
+                "best portfolio of each draw (all draws; a negative regret is a draw where it "
+                "overspends a cap).",
                 svg=charts.histogram(v.histogram(regrets), "regret, US$ M",
                                      "Regret of the base portfolio per draw", 0.0, "no regret")))
+    grids = v.grid_tables()
+    for k, g in enumerate(grids[:GRID_HEATMAPS]):
+        fixed = "; ".join(f"{path_words(p)} = {value_text(x)}" for p, x in g.fixed.items())
+        charts_out.append(dict(
+            id=f"chart-grid-{k}", title="The objective over the grid" + (
+                f" ({fixed})" if fixed else ""),
+            caption=f"Rows: {path_words(g.row_field)}; columns: "
+            + (path_words(g.col_field) if g.col_field else "none")
+            + "; grey: no portfolio. The figures are in the table below.",
+            svg=charts.heatmap(g.col_values if g.col_field else ["objective"], g.row_values,
+                               g.values, path_words(g.col_field) if g.col_field else "",
+                               path_words(g.row_field), "Best NPV by "
+                               + path_words(g.row_field).split(" (")[0]
+                               + (" and " + path_words(g.col_field).split(" (")[0]
+                                  if g.col_field else ""), "NPV, US$ M"
+                               if (v.spec.get("base") or {}).get("objective", "npv") == "npv"
+                               else "objective")))
     sel = [s for s in v.selection if s["chosen"] > 0][:SELECTION_CHART_MAX]
     core_share = float((v.summary.get("robust_core") or {}).get("core_share", 0.9))
     if sel:
@@ -252,11 +278,17 @@ def batch_context(view, generated: str | None = None) -> dict[str, Any]:
         frontier_rows = sorted(v.rows, key=lambda r: (r.varied.get(path) is None,
                                                       r.varied.get(path) or 0))
     objs = [r.objective for r in ok if r.objective is not None]
+    n_within, regret_within = (v.regret_within() if v.kind == "monte_carlo" else (0, None))
     return dict(
         v=v, kind_words=KIND_WORDS.get(v.kind, v.kind), charts=charts_out, shown=shown,
         unit={"monte_carlo": "draw", "frontier": "point"}.get(v.kind, "scenario"),
-        shown_ids=ids, frontier_rows=frontier_rows, core_share=core_share,
+        shown_ids=ids, frontier_rows=frontier_rows, core_share=core_share, fv=fv,
         objective_range=(min(objs), float(np.median(objs)), max(objs)) if objs else None,
+        breaks=v.limit_breaks() if v.kind == "monte_carlo" else [],
+        n_within=n_within, regret_within=regret_within, grids=grids,
+        marginal_scale=marginal_scale, path_words=path_words,
+        glossary=glossary(("Binding", "Regret", "Robust core", "TREO", "NdPr", "Dy+Tb",
+                           "NPV", "Offtake")),
         spec_json=json.dumps(v.spec, indent=2, default=str),
         generated=generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
