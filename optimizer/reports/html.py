@@ -30,10 +30,12 @@ from .facts import (
     glossary,
     money,
     num,
+    objective_unit,
     pct,
     product_name,
     product_short,
     product_unit,
+    question_parts,
     signed,
 )
 
@@ -52,9 +54,37 @@ def environment() -> Environment:
                            product_short=product_short,
                            partner_short=lambda p: PARTNER_SHORT.get(p, p), val=value_text,
                            country_name=country_name,
-                           partner_name=lambda p: PARTNER_NAMES.get(p, p))
+                           partner_name=lambda p: PARTNER_NAMES.get(p, p), run_brief=run_brief)
         _ENV = env
     return _ENV
+
+
+def run_brief(run: Any, currency: Currency | None = None) -> dict[str, str]:
+    """What the index page (``GET /``) says of a stored run (``run.scenario`` and
+    ``run.result`` as stored JSON): its question, cost (US$ and INR crore), objective with its
+    unit, and a short id that tells two runs of the same name apart."""
+    sc = dict(getattr(run, "scenario", None) or {})
+    res = dict(getattr(run, "result", None) or {})
+    cur = currency or Currency.from_env()
+    question = question_parts(sc.get("description"))[0]
+    totals = res.get("totals") or {}
+    solved = res.get("status") in ("optimal", "feasible")
+    cost = totals.get("cost_musd") if solved else None
+    obj = res.get("objective")
+    try:
+        unit = objective_unit(Scenario.model_validate(sc)) if sc else "US$ M"
+    except ValueError:  # a run stored by an older version: say what is known
+        unit = "US$ M" if sc.get("objective", "npv") == "npv" else "weighted t/y"
+    is_npv = sc.get("objective", "npv") == "npv"
+    return {
+        "question": question,
+        "cost": "" if cost is None else f"{money(cost)}",
+        "cost_inr": "" if cost is None else cur.inr(cost),
+        "objective": "" if obj is None else (money(obj) + " NPV" if is_npv
+                                             else f"{obj:,.0f}"),
+        "unit": "" if obj is None or is_npv else unit,
+        "short_id": str(getattr(run, "run_id", ""))[:8],
+    }
 
 
 def value_text(v: Any, path: str = "") -> str:
