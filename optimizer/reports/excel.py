@@ -1,7 +1,7 @@
 """The Excel report of one run (xlsxwriter): real numbers in cells with number formats,
 frozen header rows, a filter on every table, and native Excel charts (editable, not images).
 
-Sheets: Summary, Portfolio, Doubts, Limits, Sensitivity, Alternatives, Data, Glossary,
+Sheets: Summary, Portfolio, Limits, Doubts, Sensitivity, Alternatives, Data, Glossary,
 Provenance. Everything
 it says comes from :func:`optimizer.reports.facts.facts`, like the HTML report.
 """
@@ -591,9 +591,9 @@ def render_xlsx(result: Result, scenario: Scenario, data: ProjectData,
     book = _Book(buf)
     _summary(book, fx)
     _portfolio(book, fx)
+    _limits(book, fx)
     _doubts(book, fx)
     _uncertainty(book, fx)
-    _limits(book, fx)
     _sensitivity(book, fx)
     _alternatives(book, fx)
     _data(book, fx)
