@@ -171,7 +171,7 @@ def test_base_report_prints_the_answer_and_portfolio_on_page_one(tmp_path):
     for p in result.selected:
         assert p.project_id.replace("-", "") in first.replace("-", ""), p.project_id
     assert "Total(9projects,7countries)" in first and "TotalinINRcrore" in first
-    assert len(pages) <= 8, len(pages)  # 9 before issue 16; bench/README.md: 7
+    assert len(pages) <= 7, len(pages)  # 9 before issue 16; bench/README.md: 6 (fonts vary)
     for k, text in enumerate(pages[:-1], 1):
         assert len(text) > 1500, (k, len(text))  # no mostly blank page
 

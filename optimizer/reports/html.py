@@ -309,7 +309,12 @@ def batch_context(view, generated: str | None = None) -> dict[str, Any]:
                                                       r.varied.get(path) or 0))
     objs = [r.objective for r in ok if r.objective is not None]
     n_within, regret_within = (v.regret_within() if v.kind == "monte_carlo" else (0, None))
+    try:
+        ounit = objective_unit(Scenario.model_validate(v.spec.get("base") or {}))
+    except ValueError:  # a spec stored before a field changed: name the common case
+        ounit = "US$ M"
     return dict(
+        ounit=ounit,
         v=v, kind_words=KIND_WORDS.get(v.kind, v.kind), charts=charts_out, shown=shown,
         unit={"monte_carlo": "draw", "frontier": "point"}.get(v.kind, "scenario"),
         shown_ids=ids, frontier_rows=frontier_rows, core_share=core_share, fv=fv,
