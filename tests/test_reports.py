@@ -386,7 +386,10 @@ def test_html_answer_and_portfolio_equal_the_result(base_run, base_html):
     inr = t.npv_musd * 84 / 10  # the data's convention, US$1 = INR 84; 1 crore = 1e7 rupees
     assert f"NPV US${t.npv_musd:,.0f} M (INR {inr:,.0f} crore); proven optimal" in answer
     rows = {key[1] for key in page.cells if key[0] == "portfolio-table"}
-    assert rows == {p.project_id for p in r.selected} | {"TOTAL"}
+    assert rows == {p.project_id for p in r.selected} | {"TOTAL", "TOTAL-INR"}
+    for col in ("cost_musd", "kabil_musd", "us_musd", "npv_musd"):  # the totals in INR crore
+        assert page.cells["portfolio-table", "TOTAL-INR", col] == pytest.approx(
+            getattr(t, col) * 8.4)
     for p in r.selected:
         for col in ("stake", "cost_musd", "kabil_musd", "us_musd", "npv_musd"):
             assert page.cells["portfolio-table", p.project_id, col] == pytest.approx(
