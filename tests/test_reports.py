@@ -26,7 +26,8 @@ from optimizer.results import objective_value, portfolio
 from .conftest import INPUTS, TINY_ROWS, scenario
 from .instances import subset_sum
 
-SHEETS = ["Summary", "Portfolio", "Limits", "Sensitivity", "Alternatives", "Data", "Provenance"]
+SHEETS = ["Summary", "Portfolio", "Limits", "Doubts", "Sensitivity", "Alternatives", "Data",
+          "Glossary", "Provenance"]
 
 
 def fresh_objective(sc) -> float | None:
@@ -370,9 +371,13 @@ def test_html_answer_and_portfolio_equal_the_result(base_run, base_html):
     assert (f"Back {len(r.selected)} projects in {len({p.country for p in r.selected})} "
             f"countries for US${sum(p.cost_musd for p in r.selected):,.0f} M") in answer
     assert f"KABIL {t.kabil_musd:,.0f}, US partners {t.us_musd:,.0f}" in answer
-    assert f"NPV US${t.npv_musd:,.0f} M; proven optimal" in answer
+    inr = t.npv_musd * 84 / 10  # the data's convention, US$1 = INR 84; 1 crore = 1e7 rupees
+    assert f"NPV US${t.npv_musd:,.0f} M (INR {inr:,.0f} crore); proven optimal" in answer
     rows = {key[1] for key in page.cells if key[0] == "portfolio-table"}
-    assert rows == {p.project_id for p in r.selected} | {"TOTAL"}
+    assert rows == {p.project_id for p in r.selected} | {"TOTAL", "TOTAL-INR"}
+    for col in ("cost_musd", "kabil_musd", "us_musd", "npv_musd"):  # the totals in INR crore
+        assert page.cells["portfolio-table", "TOTAL-INR", col] == pytest.approx(
+            getattr(t, col) * 8.4)
     for p in r.selected:
         for col in ("stake", "cost_musd", "kabil_musd", "us_musd", "npv_musd"):
             assert page.cells["portfolio-table", p.project_id, col] == pytest.approx(
@@ -440,7 +445,7 @@ def test_html_question_and_provenance(base_run, base_html):
     opt, sc, r, _ = base_run
     _, page = base_html
     q = page.words("question")
-    assert f"US${sc.budget_musd:,.0f} M in total" in q
+    assert f"US${sc.budget_musd:,.0f} M (INR {sc.budget_musd * 8.4:,.0f} crore) in total" in q
     for k, cap in enumerate(sc.annual_budget_musd):
         assert f"plan year {k + 1}: at most US${cap:,.0f} M" in q
     assert f"KABIL at most US${sc.kabil_budget_musd:,.0f} M" in q

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -237,10 +238,12 @@ def _objective(res: Result | None) -> float | None:
 
 
 def analyse(opt: Optimizer, scenario: Scenario, result: Result,
-            settings: AnalysisSettings | None = None) -> Analysis:
+            settings: AnalysisSettings | None = None, *,
+            on_progress: Callable[[str], None] | None = None) -> Analysis:
     """Compute the sensitivity figures and alternatives of ``result`` (the run of ``scenario``
     on ``opt``'s data), re-solving ``opt``'s built model. Infeasible runs get an empty
-    analysis (their report shows the diagnosis instead)."""
+    analysis (their report shows the diagnosis instead). ``on_progress`` is told, in words,
+    each part as it starts (for a progress line)."""
     st = settings or AnalysisSettings()
     t_start = time.perf_counter()
     out = Analysis(objective=scenario.objective, base_status=result.status,
@@ -270,6 +273,8 @@ def analyse(opt: Optimizer, scenario: Scenario, result: Result,
              ("alternatives", lambda: _alternatives(rs, scenario, result, chosen, st, out)),
              ("budget curve", lambda: _budget(rs, scenario, result, step, st, out, curve=True))]
     for name, run in parts:
+        if on_progress is not None:
+            on_progress(f"analysis: {name} ({rs.count} re-solves so far)")
         try:
             run()
         except _OutOfTime:
@@ -485,16 +490,30 @@ def _forced(rs: _Resolver, opt: Optimizer, sc: Scenario, result: Result, chosen:
     what = "NPV at its largest stake minus its deal cost" if sc.objective == "npv" else \
         "weighted supply at its largest stake"
     out.forced_method = (
-        f"The {st.forced_candidates} rejected projects the scenario allows with the largest "
+        f"The {st.forced_candidates} assets left out that the scenario allows with the largest "
         f"own contribution ({what}), each forced in alone (added to include_projects) and the "
-        "model re-solved; loss = the run's objective minus the re-solve's.")
+        "model re-solved; loss = the run's objective minus the re-solve's. Other deal "
+        "structures of an asset already backed (its exclusive_group) are not left-out assets; "
+        "an asset offered in several structures is tried in its best one.")
     if st.forced_candidates == 0:
         return
     f = opt.data.frame
-    rows = [i for i in _allowed(opt, sc) if f["project_id"].iat[i] not in chosen]
+    group = f["exclusive_group"].fillna("").astype(str).str.strip()
+    backed = {group.iat[i] for i in range(opt.data.n)
+              if f["project_id"].iat[i] in chosen and group.iat[i]}
+    rows = [i for i in _allowed(opt, sc)
+            if f["project_id"].iat[i] not in chosen and group.iat[i] not in backed]
     rows.sort(key=lambda i: -_standalone_value(opt, sc, i))
+    seen: set[str] = set()
+    assets = []  # the best structure of each asset left out
+    for i in rows:
+        if group.iat[i]:
+            if group.iat[i] in seen:
+                continue
+            seen.add(group.iat[i])
+        assets.append(i)
     base = result.objective
-    for i in rows[:st.forced_candidates]:
+    for i in assets[:st.forced_candidates]:
         pid = f["project_id"].iat[i]
         info = dict(project_id=pid, name=str(f["name"].iat[i]), country=f["country"].iat[i],
                     mineral=f["mineral"].iat[i], partner=f["partner"].iat[i])

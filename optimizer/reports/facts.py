@@ -7,11 +7,16 @@ stored analysis.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import limits as L
 from ..data import ProjectData
+from ..errors import InputError
 from ..schema import WITH_PORTFOLIO, Result, Scenario
 from .analysis import Analysis
 
@@ -92,14 +97,352 @@ def status_words(result: Result) -> str:
     return STATUS_WORDS[result.status]
 
 
+def objective_unit(sc: Scenario) -> str:
+    """The objective's unit, named: "US$ M" for NPV; for the supply objective the weighted
+    sum of offtake it maximises, with its weights (the unit is the weights' unit x t/y)."""
+    if sc.objective == "npv":
+        return "US$ M"
+    w = {m: v for m, v in sc.weights().items() if v > 0}
+    if w and all(v == 1 for v in w.values()):
+        return "t/y of oxide (" + " + ".join(PRODUCT_UNITS[m].split(" ", 1)[1] for m in w) + ")"
+    return "weight x t/y (" + ", ".join(f"{product_short(m)} x {v:g}" for m, v in w.items()) \
+        + ")"
+
+
 def objective_label(sc: Scenario) -> str:
-    return "NPV (US$ M)" if sc.objective == "npv" else "weighted supply (t/y x weight)"
+    """"NPV (US$ M)" or "weighted supply (weight x t/y (...))": the objective with its unit."""
+    if sc.objective == "npv":
+        return "NPV (US$ M)"
+    return f"weighted supply ({objective_unit(sc)})"
 
 
 def objective_text(sc: Scenario, v: float | None) -> str:
     if sc.objective == "npv":
         return money(v)
-    return "n/a" if v is None else f"{v:,.0f}"
+    return "n/a" if v is None else f"{v:,.0f} {objective_unit(sc)}"
+
+
+# A reference for offtake where a scenario sets no floor: world mine production in 2024 (USGS
+# Mineral Commodity Summaries 2025, 2024 estimates, as in inputs/facts/usgs_2024.csv), in the
+# data's oxide units by rule C1 of inputs/README.md (Ta2O5 = 1.2211 x Ta, Nb2O5 = 1.4305 x Nb).
+# No sourced world figure for NdPr or Dy+Tb oxide is in the data, so they have none.
+WORLD_OUTPUT_2024 = {"tantalum": 2_100 * 1.2211, "niobium": 110_000 * 1.4305, "ree": 390_000.0}
+WORLD_OUTPUT_SOURCE = ("world mine production in 2024: USGS Mineral Commodity Summaries 2025 "
+                       "(2024 estimates; inputs/facts/usgs_2024.csv): 2,100 t Ta, 110,000 t Nb, "
+                       "390,000 t REO, as oxides by rule C1 of inputs/README.md")
+
+
+# --- the reader's currency --------------------------------------------------------------------
+
+# The data's own convention (inputs/facts/parameters.csv `inr_per_usd`, rule C3 of
+# inputs/README.md): US$1 = INR 84, the 2024 average, rounded.
+DEFAULT_INR_PER_USD = 84.0
+DEFAULT_INR_RATE_DATE = "2024 average, rounded"
+DEFAULT_INR_SOURCE = ("the data's own convention: inputs/facts/parameters.csv inr_per_usd, rule "
+                      "C3 of inputs/README.md")
+
+
+@dataclass(frozen=True)
+class Currency:
+    """US$ M with INR crore beside it: the rate, its date and where it comes from, stated once
+    on a report. INR 1 crore = 10 million rupees, so US$ M x rate / 10 = INR crore."""
+
+    inr_per_usd: float = DEFAULT_INR_PER_USD
+    date: str = DEFAULT_INR_RATE_DATE
+    source: str = DEFAULT_INR_SOURCE
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.inr_per_usd) and 1 <= self.inr_per_usd <= 1000):
+            raise InputError(f"INR per US$ must be a number from 1 to 1000, not "
+                             f"{self.inr_per_usd!r}", loc=("inr_per_usd",))
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Currency:
+        """The rate from ``OPTIMIZER_INR_PER_USD`` (and its date from
+        ``OPTIMIZER_INR_RATE_DATE``); the data's convention when unset."""
+        env = os.environ if environ is None else environ
+        raw = env.get("OPTIMIZER_INR_PER_USD", "").strip()
+        if not raw:
+            return cls()
+        try:
+            rate = float(raw)
+        except ValueError:
+            raise InputError(f"OPTIMIZER_INR_PER_USD={raw!r} is not a number",
+                             loc=("OPTIMIZER_INR_PER_USD",)) from None
+        return cls(rate, env.get("OPTIMIZER_INR_RATE_DATE", "").strip() or "date not stated",
+                   "set by OPTIMIZER_INR_PER_USD")
+
+    def crore(self, musd: float | None) -> float | None:
+        return None if musd is None else musd * self.inr_per_usd / 10.0
+
+    def inr(self, musd: float | None, digits: int = 0) -> str:
+        """INR 12,508 crore."""
+        v = self.crore(musd)
+        if v is None:
+            return "n/a"
+        return f"INR {v:,.{digits}f} crore".replace("INR -", "-INR ")
+
+    def both(self, musd: float | None, digits: int = 0) -> str:
+        """US$1,489 M (INR 12,508 crore)."""
+        return money(musd, digits) if musd is None else \
+            f"{money(musd, digits)} ({self.inr(musd)})"
+
+    @property
+    def statement(self) -> str:
+        return (f"INR crore at US$1 = INR {self.inr_per_usd:g} ({self.date}; {self.source}). "
+                "INR 1 crore = 10 million rupees, so US$ M x "
+                f"{self.inr_per_usd:g} / 10 = INR crore.")
+
+
+# --- terms a committee reads --------------------------------------------------------------------
+
+GLOSSARY: tuple[tuple[str, str], ...] = (
+    ("TREO", "total rare-earth oxides: the tonnes of all rare-earth elements in a product, "
+             "counted as oxides"),
+    ("NdPr", "neodymium and praseodymium oxide, the light rare earths in permanent magnets "
+             "(part of TREO)"),
+    ("Dy+Tb", "dysprosium and terbium oxide, the heavy rare earths that keep magnets working "
+              "when hot (part of TREO)"),
+    ("Ta2O5, Nb2O5", "tantalum and niobium counted as their oxides"),
+    ("NPV", "net present value of a stake: what it is worth (real, post-tax, discounted at 8 %) "
+            "after paying for it, minus the deal cost"),
+    ("Offtake", "the annual output a stake is entitled to: the stake times the project's output"),
+    ("Binding", "a limit the portfolio meets exactly; loosening it could change the answer, "
+                "loosening any other cannot"),
+    ("Regret", "what is lost by a choice against the best one: the objective lost without a "
+               "project, or (batches) against the best portfolio of each draw"),
+    ("Robust core", "projects backed in at least a stated share (e.g. 90 %) of the portfolios "
+                    "of a batch: choices that hold across the scenarios tried"),
+    ("CVaR", "conditional value at risk: the mean NPV of the worst share (e.g. 10 %) of draws"),
+    ("Alternatives", "structurally different portfolios worth nearly as much as the "
+                     "recommended one (within a stated slack of its objective)"),
+    ("Study levels", "how firm a project's figures are, firmest first: producing (accounts), "
+                     "DFS (definitive feasibility study), PFS (pre-feasibility), PEA "
+                     "(preliminary economic assessment), scoping, estimate (set by a rule of "
+                     "the data, no study)"),
+    ("INR crore", "10 million rupees"),
+)
+
+
+def glossary(terms: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+    """The glossary, or the named terms of it in its order."""
+    return [g for g in GLOSSARY if terms is None or g[0] in terms]
+
+
+def question_parts(description: str | None) -> tuple[str, str]:
+    """(the question, the backstory): the description's first sentence, and the rest, which a
+    report folds away."""
+    text = (description or "").strip()
+    if not text:
+        return "", ""
+    for m in re.finditer(r"[.!?](?=\s+[A-Z(])", text):
+        if m.end() >= 40:  # not an abbreviation early in the text
+            return text[:m.end()], text[m.end():].strip()
+    return text, ""
+
+
+# --- which figures to doubt ---------------------------------------------------------------------
+
+STUDY_WORDS = {"producing": "producing (operating accounts)",
+               "dfs": "DFS (definitive feasibility study)", "pfs": "PFS (pre-feasibility study)",
+               "pea": "PEA (preliminary economic assessment)", "scoping": "scoping study",
+               "estimate": "estimated by a rule of the data (no study)"}
+WEAK_LEVELS = ("pea", "scoping", "estimate")  # "PEA-level or estimated": PEA and below
+OLD_STUDY_YEARS = 3.0
+
+
+@dataclass
+class DoubtRow:
+    """One chosen project: how firm its figures are and what to doubt."""
+
+    project_id: str
+    as_of: str | None
+    study_level: str
+    age_years: float | None
+    npv_musd: float
+    weak: bool  # PEA-level or below, or estimated by rule
+    estimated: str  # the figures the data estimated by rule (from its source), if it says
+    warnings: list[str]
+
+    @property
+    def as_of_text(self) -> str:
+        return self.as_of or "undated"
+
+    @property
+    def study_words(self) -> str:
+        return STUDY_WORDS.get(self.study_level, self.study_level)
+
+
+@dataclass
+class Doubts:
+    rows: list[DoubtRow]
+    weak_npv_musd: float
+    npv_musd: float
+
+    @property
+    def weak_share(self) -> float | None:
+        """The share of the portfolio's NPV that rests on PEA-level or estimated figures (None
+        when the portfolio's NPV is not positive, where a share means nothing)."""
+        return self.weak_npv_musd / self.npv_musd if self.npv_musd > 1e-9 else None
+
+    @property
+    def n_undated(self) -> int:
+        return sum(r.as_of is None for r in self.rows)
+
+    @property
+    def n_old(self) -> int:
+        return sum(r.age_years is not None and r.age_years > OLD_STUDY_YEARS for r in self.rows)
+
+    @property
+    def n_weak(self) -> int:
+        return sum(r.weak for r in self.rows)
+
+
+def _as_of_date(v: Any) -> dt.date | None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    text = str(v).strip()
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text if len(text) > 7 else text + "-01")
+    except ValueError:
+        return None  # validated on load; a stored run's rows are validated again
+
+
+def _estimated(source: str) -> str:
+    """What the data's source text says it estimated by rule ("estimates: equity (E1)")."""
+    m = re.search(r"estimates:\s*([^|]+)", source or "")
+    return m.group(1).strip().rstrip(";") if m else ""
+
+
+def doubts(result: Result, data: ProjectData, today: dt.date) -> Doubts:
+    """As-of date, study level and warnings for every chosen project, and the share of the
+    portfolio's NPV that rests on PEA-level or estimated figures."""
+    f = data.frame.set_index("project_id")
+    rows = []
+    for p in result.selected:
+        r = f.loc[p.project_id]
+        level = str(r.get("study_level") or "estimate") if "study_level" in f.columns \
+            else "estimate"
+        raw = r.get("as_of") if "as_of" in f.columns else None
+        when = _as_of_date(raw)
+        age = (today - when).days / 365.25 if when is not None else None
+        warn = []
+        if when is None:
+            warn.append("undated: no study or transaction date for its figures")
+        elif age is not None and age > OLD_STUDY_YEARS:
+            warn.append(f"study {age:.1f} years old (more than {OLD_STUDY_YEARS:g}): costs "
+                        "and prices may have moved")
+        if level == "estimate":
+            warn.append("figures estimated by a rule of the data, not taken from a study")
+        elif level in ("pea", "scoping"):
+            warn.append(f"{STUDY_WORDS[level]}: an early study, wide error on cost and value")
+        rows.append(DoubtRow(p.project_id, None if when is None else str(raw).strip(), level,
+                             age, p.npv_musd, level in WEAK_LEVELS,
+                             _estimated(str(r.get("source") or "")), warn))
+    weak = sum(r.npv_musd for r in rows if r.weak)
+    return Doubts(rows, weak, result.totals.npv_musd)
+
+
+# --- flags a reader must not miss ---------------------------------------------------------------
+
+# Boolean project columns that flag an asset (read when the table carries them; CONTRACT
+# section 1 has none yet, so today they are never present).
+FLAG_COLUMNS = {"conflict_affected": "conflict-affected supply",
+                "sanctioned": "a sanctioned owner, operator or buyer"}
+CHINESE_CONTROL = 0.5  # "controlled": more than half held or controlled
+NEAR_CAP = 0.2  # within 20 percentage points of the scenario's cap on Chinese ownership
+
+
+@dataclass
+class Flag:
+    kind: str  # negative_npv, chinese_ownership, or a FLAG_COLUMNS name
+    project_id: str
+    title: str
+    text: str
+
+
+def _why_negative(p: Any, result: Result, sc: Scenario, data: ProjectData,
+                  analysis: Analysis | None) -> str:
+    """Why the optimum holds a project that loses money: the binding limits it loosens or
+    helps meet, and what excluding it costs (the regret re-solve), in words."""
+    t = result.totals
+    bound = {b.field for b in result.binding}
+    row = data.frame.set_index("project_id").loc[p.project_id]
+    why = []
+    if p.project_id in sc.include_projects:
+        why.append("the scenario forces it in (include_projects)")
+    capped = sorted(b.split(".", 1)[1] for b in bound if b.startswith("max_country_share."))
+    if capped and p.country not in capped:
+        why.append(f"its spend in {country_name(p.country)} adds to total spend, which lets "
+                   + ", ".join(country_name(c) for c in capped)
+                   + f" take more under the {pct(sc.max_country_share, 0)} country cap")
+    if "max_china_processing_share" in bound and not bool(row["china_processing"]):
+        why.append("its spend loosens the cap on China-processed spend")
+    if "max_avg_risk" in bound and float(row["risk_score"]) < (sc.max_avg_risk or 10):
+        why.append(f"its risk of {float(row['risk_score']):g} pulls the spend-weighted "
+                   f"average under the {sc.max_avg_risk:g} cap")
+    same = [q for q in result.selected if q.country == p.country]
+    if sc.min_countries and len(same) == 1 and t.n_countries <= sc.min_countries:
+        why.append(f"it is the only holding in {country_name(p.country)}, one of the "
+                   f"{sc.min_countries} host countries required")
+    for m, floor in sc.min_output_t.items():
+        if f"min_output_t.{m}" in bound and p.output_t.get(m, 0.0) > 0:
+            why.append(f"it supplies {p.output_t[m]:,.0f} {product_unit(m)} toward the floor "
+                       f"of {floor:,.0f}")
+    reg = next((e for e in (analysis.regrets if analysis else [])
+                if e.project_id == p.project_id), None)
+    if reg is not None and reg.loss is not None:
+        why.append(f"without it the best portfolio is worth {reg.loss:,.1f} less"
+                   if reg.loss > 1e-6 else "without it the best portfolio is worth as much "
+                   "(a tie)")
+    elif reg is not None and reg.status == "infeasible":
+        why.append("without it no portfolio meets the scenario")
+    return "; ".join(why) if why else "no binding limit explains it"
+
+
+def flags(result: Result, sc: Scenario, data: ProjectData,
+          analysis: Analysis | None) -> list[Flag]:
+    """Holdings a reader must not miss: negative NPV (and why the optimum keeps it), Chinese
+    ownership or control (and how near the scenario's cap), and any asset flag column."""
+    out: list[Flag] = []
+    f = data.frame.set_index("project_id")
+    cap = sc.max_chinese_ownership
+    for p in result.selected:
+        if p.npv_musd < 0:
+            out.append(Flag("negative_npv", p.project_id, "Negative NPV",
+                            f"{p.project_id} loses {money(-p.npv_musd, 1)} at its stake; it is "
+                            "there because " + _why_negative(p, result, sc, data, analysis)
+                            + "."))
+        row = f.loc[p.project_id]
+        own = float(row.get("chinese_ownership") or 0.0) if "chinese_ownership" in f.columns \
+            else 0.0
+        if own > 0:
+            words = "under Chinese control" if own > CHINESE_CONTROL else "partly Chinese-owned"
+            text = f"{p.project_id} is {words}: {pct(own, 1)} of the asset or its operator"
+            if cap is not None:
+                room = cap - own
+                text += (f", at the scenario's cap of {pct(cap, 0)}" if room <= 1e-9 else
+                         f", {room * 100:.0f} points under the scenario's cap of "
+                         f"{pct(cap, 0)}" + (" (near it)" if room <= NEAR_CAP else ""))
+            else:
+                text += "; the scenario sets no cap on Chinese ownership"
+            out.append(Flag("chinese_ownership", p.project_id, "Chinese ownership", text + "."))
+        for col, what in FLAG_COLUMNS.items():
+            if col in f.columns and _truthy(row.get(col)):
+                out.append(Flag(col, p.project_id, what[0].upper() + what[1:],
+                                f"{p.project_id} is flagged in the data for {what}."))
+    return out
+
+
+def _truthy(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "yes", "1")
+    try:
+        return bool(v) and not (isinstance(v, float) and math.isnan(v))
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass
@@ -161,13 +504,24 @@ class Facts:
     portfolio: list[dict[str, Any]]
     diagnosis: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
+    currency: Currency = field(default_factory=Currency)
+    question_text: str = ""  # the scenario's question: its description's first sentence
+    backstory: str = ""  # the rest of the description (folded on the page)
+    objective_unit: str = "US$ M"
+    doubts: Doubts | None = None
+    flags: list[Flag] = field(default_factory=list)
+    glossary: list[tuple[str, str]] = field(default_factory=list)
+    # How sure the money is (CONTRACT 7a): the result's uncertainty block once the uncertainty
+    # model lands (issue 15); None until then, and the report then says nothing about it.
+    uncertainty: Any | None = None
+    today: dt.date = field(default_factory=dt.date.today)
 
     @property
     def solved(self) -> bool:
         return self.result.status in WITH_PORTFOLIO
 
 
-def _answer(result: Result, sc: Scenario) -> str:
+def _answer(result: Result, sc: Scenario, cur: Currency | None = None) -> str:
     t = result.totals
     if result.status == "infeasible":
         d = result.diagnosis
@@ -190,19 +544,20 @@ def _answer(result: Result, sc: Scenario) -> str:
     if not result.selected:
         return f"Back nothing: under this scenario no project adds value; {status_words(result)}."
     n_c = t.n_countries
+    both = cur.both if cur is not None else money
     text = (f"Back {t.n_projects} project{'s' if t.n_projects != 1 else ''} in {n_c} "
-            f"countr{'ies' if n_c != 1 else 'y'} for {money(t.cost_musd)}: KABIL "
-            f"{t.kabil_musd:,.0f}, US partners {t.us_musd:,.0f}; NPV {money(t.npv_musd)}")
+            f"countr{'ies' if n_c != 1 else 'y'} for {both(t.cost_musd)}: KABIL "
+            f"{t.kabil_musd:,.0f}, US partners {t.us_musd:,.0f}; NPV {both(t.npv_musd)}")
     if sc.objective == "supply":
-        text += f"; weighted supply {result.objective:,.0f}"
+        text += f"; weighted supply {result.objective:,.0f} {objective_unit(sc)}"
     return text + f"; {status_words(result)}."
 
 
-def _question(sc: Scenario, data: ProjectData, result: Result) -> list[tuple[str, str]]:
+def _question(sc: Scenario, data: ProjectData, result: Result,
+              cur: Currency | None = None) -> list[tuple[str, str]]:
     q: list[tuple[str, str]] = []
-    if sc.description:
-        q.append(("Question", sc.description))
-    q.append(("Budget", f"{money(sc.budget_musd)} in total, both sides together"))
+    both = cur.both if cur is not None else money
+    q.append(("Budget", f"{both(sc.budget_musd)} in total, both sides together"))
     sides = []
     if sc.kabil_budget_musd is not None:
         sides.append(f"KABIL at most {money(sc.kabil_budget_musd)}")
@@ -250,7 +605,8 @@ def _question(sc: Scenario, data: ProjectData, result: Result) -> list[tuple[str
     else:
         w = sc.weights()
         q.append(("Objective", "maximise weighted annual offtake: " + ", ".join(
-            f"{product_name(m)} x {v:g}" for m, v in w.items())))
+            f"{product_name(m)} x {v:g}" for m, v in w.items())
+            + f"; its unit: {objective_unit(sc)}"))
     q.append(("Solver limits", f"time limit {sc.solver.time_limit_s:g} s, relative gap "
                                f"{sc.solver.mip_gap:g}"))
     n_c = data.frame["country"].nunique()
@@ -354,20 +710,36 @@ def alternatives_matrix(fx: Facts) -> list[tuple[str, float | None, list[float |
 
 
 def facts(result: Result, scenario: Scenario, data: ProjectData,
-          analysis: Analysis | None = None) -> Facts:
-    """Everything a report says, computed once for every format."""
+          analysis: Analysis | None = None, *, currency: Currency | None = None,
+          today: dt.date | None = None) -> Facts:
+    """Everything a report says, computed once for every format. ``currency``: the INR rate
+    (default: ``OPTIMIZER_INR_PER_USD`` or the data's convention); ``today``: the date study
+    ages are counted to (default: today)."""
+    cur = currency or Currency.from_env()
+    today = today or dt.date.today()
     products = list(result.totals.output_t)
     diag, fixes = [], []
     if result.diagnosis is not None:
         d = result.diagnosis
         diag = [field_words(scenario, c) for c in d.conflicts]
         fixes = [fx.get("change") or f"change {fx.get('field')}" for fx in d.fixes]
+    solved = result.status in ("optimal", "feasible")
+    question, backstory = question_parts(scenario.description)
     return Facts(result=result, scenario=scenario, data=data, analysis=analysis,
-                 products=products, answer=_answer(result, scenario),
-                 status_text=status_words(result), question=_question(scenario, data, result),
+                 products=products, answer=_answer(result, scenario, cur),
+                 status_text=status_words(result),
+                 question=_question(scenario, data, result, cur),
                  limits=_limits(scenario, result, data),
-                 portfolio=_portfolio(result, data, products), diagnosis=diag, fixes=fixes)
+                 portfolio=_portfolio(result, data, products), diagnosis=diag, fixes=fixes,
+                 currency=cur, question_text=question, backstory=backstory,
+                 objective_unit=objective_unit(scenario),
+                 doubts=doubts(result, data, today) if solved else None,
+                 flags=flags(result, scenario, data, analysis) if solved else [],
+                 glossary=glossary(), uncertainty=getattr(result, "uncertainty", None),
+                 today=today)
 
 
-__all__ = ["Facts", "LimitRow", "alternatives_matrix", "country_name", "facts", "money", "pct",
-           "product_name", "product_unit", "status_words"]
+__all__ = ["GLOSSARY", "WORLD_OUTPUT_2024", "Currency", "Doubts", "Facts", "Flag", "LimitRow",
+           "alternatives_matrix", "country_name", "doubts", "facts", "flags", "glossary",
+           "money", "objective_label", "objective_unit", "pct", "product_name", "product_unit",
+           "question_parts", "status_words"]
