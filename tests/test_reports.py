@@ -445,15 +445,16 @@ def test_html_question_and_provenance(base_run, base_html):
     opt, sc, r, _ = base_run
     _, page = base_html
     q = page.words("question")
-    assert f"US${sc.budget_musd:,.0f} M (INR {sc.budget_musd * 8.4:,.0f} crore) in total" in q
+    assert (f"a total budget of US${sc.budget_musd:,.0f} M (INR {sc.budget_musd * 8.4:,.0f} "
+            "crore)") in q
     for k, cap in enumerate(sc.annual_budget_musd):
-        assert f"plan year {k + 1}: at most US${cap:,.0f} M" in q
-    assert f"KABIL at most US${sc.kabil_budget_musd:,.0f} M" in q
+        assert f"a spending cap of US${cap:,.0f} M in plan year {k + 1}" in q
+    assert f"a KABIL budget of US${sc.kabil_budget_musd:,.0f} M" in q
     assert f"no country above {sc.max_country_share * 100:.0f} %" in q
     assert f"at least {sc.min_countries} host countries" in q
     assert "maximise the portfolio's NPV" in q
     if sc.max_chinese_ownership is not None:
-        assert f"more than {sc.max_chinese_ownership * 100:.0f} % Chinese ownership" in q
+        assert f"more than {sc.max_chinese_ownership * 100:.0f} % Chinese-owned" in q
     prov = page.words("provenance")
     assert r.provenance.dataset_sha256 in prov and r.provenance.scenario_sha256 in prov
     assert f"{opt.data.n} candidate projects" in prov

@@ -23,7 +23,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from optimizer import Optimizer, load_projects, load_scenario
+from optimizer import Optimizer, load_projects, load_scenario, optimize
 from optimizer.data import validate_projects
 from optimizer.errors import InputError
 from optimizer.reports import analyse
@@ -481,7 +481,9 @@ def test_index_tells_runs_apart(tmp_path):
     text = index_page(tmp_path).read_text()
     assert text.count("<strong>base</strong>") == 2
     assert "a1a1a1a1" in text and "b2b2b2b2" in text  # two runs named base told apart
-    assert "INR 12,506 crore" in text and "KABIL + US partners" in text
+    base = optimize(INPUTS / "projects.csv", INPUTS / "scenarios" / "base.json")
+    crore = f"INR {base.totals.cost_musd * 84 / 10:,.0f} crore"  # US$1 = INR 84 (rule C3)
+    assert crore in text and "KABIL + US partners" in text
     assert "weight x t/y (tantalum x 170" in text  # the supply objective's unit
 
 

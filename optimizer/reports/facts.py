@@ -97,10 +97,25 @@ def status_words(result: Result) -> str:
     return STATUS_WORDS[result.status]
 
 
+def sample_words(sc: Scenario) -> str:
+    """Where the scenario's sample of draws comes from, in words."""
+    u = sc.uncertainty
+    if u is None:
+        return "no sample: every figure at face value"
+    if hasattr(u, "draws_table"):
+        return f"a draws table of {len({r.draw for r in u.draws_table}):,} draws"
+    if hasattr(u, "draws_file"):
+        return f"the draws table in {u.draws_file}"
+    what = ("the scenario's own perturbations" if u.any
+            else "the data's default uncertainty model")
+    return f"{u.draws:,} draws of {what}, seed {u.seed}"
+
+
 def objective_unit(sc: Scenario) -> str:
-    """The objective's unit, named: "US$ M" for NPV; for the supply objective the weighted
-    sum of offtake it maximises, with its weights (the unit is the weights' unit x t/y)."""
-    if sc.objective == "npv":
+    """The objective's unit, named: "US$ M" for NPV (at face value or over a sample); for the
+    supply objective the weighted sum of offtake it maximises, with its weights (the unit is
+    the weights' unit x t/y)."""
+    if sc.objective in ("npv", "expected_npv", "mean_cvar"):
         return "US$ M"
     w = {m: v for m, v in sc.weights().items() if v > 0}
     if w and all(v == 1 for v in w.values()):
@@ -113,11 +128,15 @@ def objective_label(sc: Scenario) -> str:
     """"NPV (US$ M)" or "weighted supply (weight x t/y (...))": the objective with its unit."""
     if sc.objective == "npv":
         return "NPV (US$ M)"
+    if sc.objective == "expected_npv":
+        return "expected NPV (US$ M)"
+    if sc.objective == "mean_cvar":
+        return "mean-CVaR of NPV (US$ M)"
     return f"weighted supply ({objective_unit(sc)})"
 
 
 def objective_text(sc: Scenario, v: float | None) -> str:
-    if sc.objective == "npv":
+    if sc.objective in ("npv", "expected_npv", "mean_cvar"):
         return money(v)
     return "n/a" if v is None else f"{v:,.0f} {objective_unit(sc)}"
 
@@ -553,55 +572,61 @@ def _answer(result: Result, sc: Scenario, cur: Currency | None = None) -> str:
     return text + f"; {status_words(result)}."
 
 
+# How the question groups the table of limits: (heading, does this limit belong here)
+QUESTION_GROUPS = (
+    ("Spend caps", lambda lim: lim.kind == "cap"),
+    ("Diversification and risk", lambda lim: lim.kind in ("share", "count")),
+    ("Security floors (offtake)", lambda lim: lim.kind == "floor" and not lim.sampled),
+    ("Under uncertainty", lambda lim: lim.sampled),
+    ("Exclusions and forced choices", lambda lim: lim.kind == "filter"),
+)
+
+
+def limit_words(sc: Scenario, e: L.Entry, cur: Currency | None = None) -> str:
+    """A limit the scenario sets, in the table of limits' words with report formatting
+    (US$ M with INR crore when ``cur`` is given, shares in %, products and countries named)."""
+    lim, v, key = e.limit, e.value, e.key
+    if isinstance(v, list | tuple):
+        names = {"country": country_name, "partner": lambda p: PARTNER_NAMES.get(p, p)}
+        name = names.get(lim.on, str)
+        text = ", ".join(name(x) + (f" ({x})" if lim.on == "country" else "") for x in v)
+    elif lim.unit == "MUSD":
+        text = cur.both(v) if cur is not None else money(v)
+    elif lim.unit == "share":
+        text = pct(v, 0 if float(v * 100).is_integer() else 1)
+    elif lim.unit == "t/y":
+        text = f"{v:,.0f} {product_unit(key)} of {product_name(key)}"
+    elif lim.unit == "risk":
+        text = f"{v:g} (1 best, 10 worst)"
+    else:
+        text = f"{v:,}" if isinstance(v, int) else f"{v:,.6g}"
+    return lim.words.format(value=text, key=L.key_words(lim, key))
+
+
 def _question(sc: Scenario, data: ProjectData, result: Result,
               cur: Currency | None = None) -> list[tuple[str, str]]:
+    """The scenario in words: every limit it sets, grouped (from the table of limits), then
+    its objective, solver limits and data."""
     q: list[tuple[str, str]] = []
-    both = cur.both if cur is not None else money
-    q.append(("Budget", f"{both(sc.budget_musd)} in total, both sides together"))
-    sides = []
-    if sc.kabil_budget_musd is not None:
-        sides.append(f"KABIL at most {money(sc.kabil_budget_musd)}")
-    if sc.us_budget_musd is not None:
-        sides.append(f"US partners at most {money(sc.us_budget_musd)}")
-    q.append(("Each side's budget", "; ".join(sides) if sides else "no separate caps"))
-    if sc.annual_budget_musd:
-        q.append(("Annual caps", "; ".join(
-            f"plan year {k + 1}: " + ("no cap" if v is None else f"at most {money(v)}")
-            for k, v in enumerate(sc.annual_budget_musd))))
-    div = []
-    if sc.max_country_share is not None:
-        div.append(f"no country above {pct(sc.max_country_share, 0)} of spend")
-    if sc.min_countries:
-        div.append(f"at least {sc.min_countries} host countries")
-    if sc.max_projects is not None:
-        div.append(f"at most {sc.max_projects} projects")
-    if sc.max_avg_risk is not None:
-        div.append(f"spend-weighted average risk at most {sc.max_avg_risk:g} (1 best, 10 worst)")
-    if sc.max_china_processing_share is not None:
-        div.append(f"at most {pct(sc.max_china_processing_share, 0)} of spend in projects "
-                   "that depend on processing in China")
-    q.append(("Diversification and risk", "; ".join(div) if div else "none"))
-    floors = [f"{product_name(m)} at least {v:,.0f} {product_unit(m)}"
-              for m, v in sc.min_output_t.items() if v > 0]
-    q.append(("Security floors (offtake)", "; ".join(floors) if floors else "none"))
-    rules = []
-    if sc.exclude_countries:
-        rules.append("excluded countries: " + ", ".join(
-            f"{country_name(c)} ({c})" for c in sc.exclude_countries))
-    if sc.exclude_projects:
-        rules.append("excluded projects: " + ", ".join(sc.exclude_projects))
-    if sc.include_projects:
-        rules.append("projects that must be backed: " + ", ".join(sc.include_projects))
-    partners = getattr(sc, "partners", None)
-    if partners:
-        rules.append("only deals led by " + ", ".join(PARTNER_NAMES.get(p, p) for p in partners))
-    cap = getattr(sc, "max_chinese_ownership", None)
-    if cap is not None:
-        rules.append(f"no project with more than {pct(cap, 0)} Chinese ownership")
-    q.append(("Exclusions and forced choices", "; ".join(rules) if rules else "none"))
+    set_limits = L.entries(sc)
+    for heading, belongs in QUESTION_GROUPS:
+        said = [limit_words(sc, e, cur if e.limit.field == "budget_musd" else None)
+                for e in set_limits if belongs(e.limit)]
+        if heading == "Under uncertainty" and sc.uncertainty is not None:
+            said.insert(0, sample_words(sc))
+        elif heading == "Under uncertainty":
+            continue
+        q.append((heading, "; ".join(said) if said else "none"))
     if sc.objective == "npv":
         q.append(("Objective", "maximise the portfolio's NPV (the value of the stakes bought "
                                "after paying for them, minus deal costs)"))
+    elif sc.objective == "expected_npv":
+        q.append(("Objective", "maximise the portfolio's expected NPV over the sample's draws "
+                               "(US$ M)"))
+    elif sc.objective == "mean_cvar":
+        q.append(("Objective", f"maximise (1 - {sc.risk_aversion:g}) x mean NPV + "
+                               f"{sc.risk_aversion:g} x CVaR of NPV at {pct(sc.cvar_alpha, 0)} "
+                               "(the mean of the worst draws), over the sample (US$ M)"))
     else:
         w = sc.weights()
         q.append(("Objective", "maximise weighted annual offtake: " + ", ".join(
