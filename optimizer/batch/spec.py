@@ -88,7 +88,24 @@ class SupplyFrontier(BaseModel):
     points: Annotated[int, Field(ge=2, le=10_000)] = 11
 
 
-Frontier = Annotated[BudgetFrontier | SupplyFrontier, Field(discriminator="kind")]
+class RiskFrontier(BaseModel):
+    """Mean against CVaR (CONTRACT section 8): the base scenario's ``mean_cvar`` objective with
+    ``risk_aversion`` from 0 (the best mean) to 1 (the best CVaR) over ``points`` values (or
+    ``values``), each point a portfolio. The base must have an ``uncertainty`` sample."""
+
+    model_config = _strict()
+    kind: Literal["risk"]
+    points: Annotated[int, Field(ge=2, le=1000)] = 11
+    values: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] | None = None
+
+    def aversions(self) -> list[float]:
+        if self.values is not None:
+            return sorted(set(self.values))
+        return [float(v) for v in np.linspace(0.0, 1.0, self.points)]
+
+
+Frontier = Annotated[BudgetFrontier | SupplyFrontier | RiskFrontier,
+                     Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +193,9 @@ def _path_ok(path: str) -> str | None:
         return None if key in SolverSettings.model_fields else f"unknown solver option {key!r}"
     if head == "annual_budget_musd":
         return None if key.isdigit() else f"{path!r}: plan years are numbered 0, 1, ..."
+    if head == "uncertainty":  # the generator's numbers (a seed study, a sample's size)
+        return None if key in ("draws", "seed", "fresh_draws") else (
+            f"{path!r}: a path into uncertainty names draws, seed or fresh_draws")
     return f"{head!r} has no parts; {path!r} names nothing"
 
 
@@ -269,7 +289,9 @@ def row_count(spec: BatchSpec) -> int:
     if spec.monte_carlo is not None:
         return spec.monte_carlo.draws
     f = spec.frontier
-    return len(f.budgets()) if isinstance(f, BudgetFrontier) else f.points
+    if isinstance(f, BudgetFrontier):
+        return len(f.budgets())
+    return len(f.aversions()) if isinstance(f, RiskFrontier) else f.points
 
 
 def validate_rows(spec: BatchSpec, data: ProjectData) -> None:
@@ -355,6 +377,10 @@ def expand(spec: BatchSpec, data: ProjectData | None = None,
             for i, b in enumerate(f.budgets()):
                 sc = merge(base, {"budget_musd": b})
                 yield Task(i, sc, varied=(("budget_musd", b),))
+        elif isinstance(f, RiskFrontier):
+            for i, lam in enumerate(f.aversions()):
+                sc = merge(base, {"objective": "mean_cvar", "risk_aversion": lam})
+                yield Task(i, sc, varied=(("risk_aversion", lam),))
         else:
             if supply_range is None:
                 raise ValueError("a supply frontier needs supply_range")

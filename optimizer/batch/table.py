@@ -38,7 +38,8 @@ def varied_paths(spec) -> list[str]:
         return list(paths)
     if spec.monte_carlo is not None:
         return list(MONTE_CARLO_PATHS)
-    return ["budget_musd"] if spec.frontier.kind == "budget" else ["min_weighted_supply"]
+    return {"budget": ["budget_musd"], "supply": ["min_weighted_supply"],
+            "risk": ["risk_aversion"]}[spec.frontier.kind]
 
 
 def cell(row: dict[str, Any], path: str) -> Any:

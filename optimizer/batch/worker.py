@@ -112,7 +112,9 @@ def _solve_one(opt: Optimizer, ctx: ChunkContext, task: Task, base,
     draw = make_draw(mc, base, task.draw)
     data = perturb(base, draw)
     opt.use_data(data)
-    sc = load_scenario(task.scenario)
+    # a draw is one realisation: its portfolio is chosen at that draw's face value (perfect
+    # information), whatever sample the base scenario chose the base portfolio on
+    sc = load_scenario(task.scenario).at_face_value()
     more: dict[str, Any] = {"draw": draw.summary()}
     if ctx.base_stakes is not None:
         value = evaluate(data, sc, ctx.base_stakes)
