@@ -21,7 +21,8 @@ import numpy as np
 
 from ..batch.summaries import quantiles
 from ..errors import InputError
-from ..schema import WITH_PORTFOLIO
+from ..limits import entry_at
+from ..schema import WITH_PORTFOLIO, Scenario
 
 OK = WITH_PORTFOLIO
 SIDE_BY_SIDE = 12  # rows in the side-by-side table of an HTML report
@@ -47,6 +48,8 @@ class BatchRow:
     base_regret: float | None = None
     base_meets_limits: bool | None = None
     base_broken: list[str] = field(default_factory=list)  # the limits it breaks, in brief
+    # each broken cap or floor with its excess (rows written since the typed batch rows)
+    base_breaches: list[dict[str, Any]] = field(default_factory=list)
     binding: list[str] = field(default_factory=list)  # scenario limits met exactly
 
     @property
@@ -112,8 +115,15 @@ class BatchView:
         by: dict[str, list[float | None]] = {}
         truncated = 0
         rows = [r for r in self.rows if r.base_meets_limits is not None]
+        base = load_base(base_sc) if any(r.base_breaches for r in rows) else None
         for r in rows:
-            truncated += len(r.base_broken) >= BROKEN_KEPT
+            if r.base_breaches or not r.base_broken:  # every break, each with its size
+                for b in r.base_breaches:
+                    fld = entry_at(base, b["path"]).field_path
+                    scale = 100.0 if fld.split(".")[0] in SHARE_FIELDS else 1.0
+                    by.setdefault(fld, []).append(float(b["excess"]) * scale)
+                continue
+            truncated += len(r.base_broken) >= BROKEN_KEPT  # an older folder: from the words
             for text in r.base_broken:
                 fld, excess = parse_break(text, base_sc)
                 by.setdefault(fld, []).append(excess)
@@ -366,6 +376,11 @@ def break_unit(path: str) -> str:
 _NUM = r"(-?[0-9.]+(?:e[-+]?[0-9]+)?)"
 
 
+def load_base(base: dict[str, Any]) -> Scenario:
+    """The batch's base scenario (validated when the batch ran)."""
+    return Scenario.model_validate(base)
+
+
 def parse_break(text: str, base: dict[str, Any]) -> tuple[str, float | None]:
     """(field, by how much) from one of the base portfolio's broken limits as the batch row
     words it (optimizer.check.violations): "budget_musd: 1650.2 exceeds 1600",
@@ -436,6 +451,7 @@ def _row(raw: dict[str, Any], varied: list[str]) -> BatchRow:
         reason=_reason(raw), base_value=base.get("objective"), base_regret=base.get("regret"),
         base_meets_limits=base.get("meets_limits"),
         base_broken=[str(b) for b in base.get("broken") or []],
+        base_breaches=[b for b in base.get("breaches") or [] if isinstance(b, dict)],
         binding=[str(b.get("field")) for b in raw.get("binding") or [] if isinstance(b, dict)])
 
 

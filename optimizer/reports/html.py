@@ -198,7 +198,19 @@ def context(fx: Facts, generated: str | None = None) -> dict[str, Any]:
         generated=generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         n_sourced=int(fx.data.frame["source"].fillna("").astype(str).str.strip().ne("").sum()),
         objective_is_npv=fx.scenario.objective == "npv",
+        uncertainty_chart=_uncertainty_chart(fx),
     )
+
+
+def _uncertainty_chart(fx: Facts) -> str:
+    u = fx.uncertainty
+    if u is None:
+        return ""
+    counts, edges = np.histogram(u.npv, bins=min(30, max(5, u.draws // 20)))
+    bins = [(float(edges[i]), float(edges[i + 1]), int(c)) for i, c in enumerate(counts)]
+    return charts.histogram(bins, "portfolio NPV in a draw, US$ M",
+                            f"NPV over {u.draws:,} draws", marker=u.face_npv,
+                            marker_label="NPV at face value")
 
 
 def render_html(result: Result, scenario: Scenario, data: ProjectData,
