@@ -497,21 +497,25 @@ def worker_cuts(stem: str) -> dict:
     _pass(h, highspy, fm)
     ph["pass"] = pc() - t
     sep = {"t": 0.0}
+    tol_rel = 1e-7
 
     def separate(col):
-        """The true objective at the point, and the most violated cut (None: none)."""
+        """At a point: the true objective, the true CVaR, the VaR and the most violated
+        aggregated cut (K = {s: R_s < eta*}; None when v* exceeds the true tail term at eta*
+        by no more than 1e-7 relative)."""
         ts = pc()
         s, x = col[ss], col[xs]
         R = A @ s - float(deal @ x)
-        cv, _ = cvar_of(R, alpha)
+        cv, var = cvar_of(R, alpha)
         true = (1 - lam) * float(mean_a @ s - deal @ x) + lam * cv
         e = col[eta]
         K = R < e
         f = e - (1.0 / (alpha * N)) * float((e - R[K]).sum())
         viol = col[v] - f
+        cut = cvar_cut(A, deal, K, alpha, ss, xs, eta, v) \
+            if viol > tol_rel * max(1.0, abs(f)) else None
         sep["t"] += pc() - ts
-        tol = 1e-7 * max(1.0, abs(f))
-        return true, cv, (cvar_cut(A, deal, K, alpha, ss, xs, eta, v) if viol > tol else None), viol
+        return true, cv, var, cut, K
 
     added = [2]
 
@@ -533,25 +537,27 @@ def worker_cuts(stem: str) -> dict:
         iters["lp"] += 1
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             break
-        col = np.asarray(h.getSolution().col_value)
-        _, _, cut, _ = separate(col)
+        cut = separate(np.asarray(h.getSolution().col_value))[3]
         if cut is None:
             break
         add(cut)
     h.setOptionValue("solve_relaxation", False)
-    # MIP phase
+    # MIP phase: each run's incumbents (HiGHS's MIP-solution callback) are all separated;
+    # every distinct violated cut is added; the best true objective among them is kept
     best, best_col, bound, status, nodes = -INF, None, INF, "no_solution", 0
     trace = Trace() if spec["trace"] else None
     if trace:
         h.cbMipInterrupt.subscribe(trace)
+    found: list = []
+    h.cbMipSolution.subscribe(lambda e: found.append(np.array(e.data_out.mip_solution)))
     gap = None
     while time.monotonic() < deadline:
         h.setOptionValue("time_limit", max(1e-3, deadline - time.monotonic()))
-        if best_col is not None:  # the previous portfolio, v at its true CVaR: feasible
-            start = best_col.copy()
+        if best_col is not None:  # the best portfolio so far, v at its true CVaR: feasible
             sol = highspy.HighsSolution()
-            sol.col_value = start
+            sol.col_value = best_col.copy()
             h.setSolution(sol)
+        found.clear()
         tt = pc()
         h.run()
         mip_s += pc() - tt
@@ -564,22 +570,29 @@ def worker_cuts(stem: str) -> dict:
         if info.primal_solution_status != 2:
             status = h.modelStatusToString(ms)
             break
-        col = np.asarray(h.getSolution().col_value)
-        true, cv, cut, viol = separate(col)
         bound = info.mip_dual_bound
-        if fl is None or cv >= fl - 1e-7 * max(1.0, abs(fl)):
-            if true > best:
-                best = true
-                best_col = col.copy()
-                R = A @ col[ss] - float(deal @ col[xs])
-                best_col[v] = cv
-                best_col[eta] = cvar_of(R, alpha)[1]
+        final = np.asarray(h.getSolution().col_value)
+        cuts, seen, final_cut = [], set(), None
+        for col in [final, *found]:
+            true, cv, var, cut, K = separate(col)
+            if col is final:
+                final_cut = cut
+            if fl is None or cv >= fl - 1e-7 * max(1.0, abs(fl)):
+                if true > best:
+                    best, best_col = true, col.copy()
+                    best_col[v], best_col[eta] = cv, var
+            if cut is not None:
+                key = K.tobytes()
+                if key not in seen:
+                    seen.add(key)
+                    cuts.append(cut)
         gap = (bound - best) / max(abs(best), 1e-9) if best > -INF else None
-        if cut is None or (gap is not None and gap <= MIP_GAP):
+        if final_cut is None or (gap is not None and gap <= MIP_GAP):
             status = "Optimal" if ms == highspy.HighsModelStatus.kOptimal else \
                 h.modelStatusToString(ms)
             break
-        add(cut)
+        for cut in cuts:
+            add(cut)
         status = "Time limit reached"
     ph["lp_phase"] = lp_s
     ph["mip_phase"] = mip_s
@@ -602,6 +615,7 @@ def worker_ours(stem: str) -> dict:
     import optimizer
     import optimizer.session as osession
     import optimizer.solve as osolve
+    import optimizer.sample as osample
     import optimizer.stochastic as ostoch
     from optimizer.data import load_projects, validate_projects
 
@@ -620,7 +634,9 @@ def worker_ours(stem: str) -> dict:
         return w
 
     # this process only: wrap what Optimizer.solve calls, to split its time
-    osession.sample_for = timed("sample", osession.sample_for)
+    osample.make_sample = timed("sample", osample.make_sample)  # once, in the scenario check
+    osolve.check_scenario_against = timed("scenario_check", osolve.check_scenario_against)
+    osolve.load_scenario = timed("scenario_load", osolve.load_scenario)
     osession.attach_sample = timed("attach_sample", osession.attach_sample)
     osession.apply_uncertainty = timed("apply_uncertainty", osession.apply_uncertainty)
     osession.apply_scenario = timed("apply_scenario", osession.apply_scenario)
@@ -679,8 +695,9 @@ def worker_ours(stem: str) -> dict:
     for k, val in acc.items():
         ph[k] = val
     ph["rows"] = acc.get("attach_sample", 0.0) + acc.get("apply_uncertainty", 0.0)
-    ph["rest"] = (ph["solve_call"] - ph["rows"] - acc.get("sample", 0.0)
-                  - acc.get("apply_scenario", 0.0) - sum(r["wall"] for r in runs))
+    ph["rest"] = (ph["solve_call"] - ph["rows"] - acc.get("scenario_check", 0.0)
+                  - acc.get("scenario_load", 0.0) - acc.get("apply_scenario", 0.0)
+                  - sum(r["wall"] for r in runs))
     hs = opt.session._solver._highspy()
     u = res.uncertainty
     return {"phases": ph, "status": res.status, "objective": res.objective,
@@ -931,7 +948,8 @@ def print_case(label: str, runs: list[dict], cases: list[str]) -> dict:
             continue
         if c == "ours":
             imp = P(rs, "import_pyomo") + P(rs, "import_rest")
-            build = P(rs, "validate") + P(rs, "build") + P(rs, "sample") + P(rs, "rows")
+            build = (P(rs, "validate") + P(rs, "build") + P(rs, "scenario_load")
+                     + P(rs, "scenario_check") + P(rs, "apply_scenario") + P(rs, "rows"))
             pas = P(rs, "transfer") + P(rs, "update") + P(rs, "pyomo_other")
             solve = P(rs, "highs")
         else:
@@ -961,13 +979,16 @@ def print_case(label: str, runs: list[dict], cases: list[str]) -> dict:
     if "ours" in out:
         rs = ok_runs(runs, case="ours")
         print("    ours by phase: import {:.3f} (pyomo {:.3f}); validate {:.3f}, build_model "
-              "{:.3f}, hand-over of the face-value model {:.3f}, sample {:.3f}, sample rows "
+              "{:.3f}, hand-over of the face-value model {:.3f}, scenario load+check {:.3f} (of which"
+              " the sample {:.3f}), apply_scenario {:.3f}, sample rows "
               "{:.3f} (shortfall {:.3f}, caps {:.3f}, risk objective {:.3f}), Pyomo update "
               "(new rows to HiGHS) {:.3f} (rows {:.3f}, objective {:.3f}), rest of Pyomo's "
               "solve {:.3f}, HiGHS {:.3f} in {:.0f} run(s), certify outside HiGHS + result {:.3f}"
               " (in-sample figures {:.3f})".format(
                   P(rs, "import_pyomo") + P(rs, "import_rest"), P(rs, "import_pyomo"),
-                  P(rs, "validate"), P(rs, "build"), P(rs, "transfer"), P(rs, "sample"),
+                  P(rs, "validate"), P(rs, "build"), P(rs, "transfer"),
+                  P(rs, "scenario_load") + P(rs, "scenario_check"), P(rs, "sample"),
+                  P(rs, "apply_scenario"),
                   P(rs, "rows"), P(rs, "rows_shortfall"), P(rs, "rows_caps"),
                   P(rs, "rows_objective"), P(rs, "update"), P(rs, "update_cons"),
                   P(rs, "update_objective"), P(rs, "pyomo_other"), P(rs, "highs"),
