@@ -755,7 +755,27 @@ def render_batch_xlsx(view) -> bytes:
             ws.write(1, 0, f"The base scenario: {path_words(path)} {fv.base_x:,.6g}"
                      + (f", NPV {fv.base_y:,.1f}" if fv.base_y is not None else
                         " (between the points computed)"), f["note"])
-        if pts:
+        if pts and v.frontier_kind == "risk":  # mean against CVaR, each point a portfolio
+            rows = [r for r in pts if r.in_sample]
+            end = book.table(ws, 2, 0, [("risk_aversion", "num3"), ("index", "int"),
+                                        ("mean NPV (US$ M)", "musd"), ("CVaR (US$ M)", "musd"),
+                                        ("P5 (US$ M)", "musd"), ("within caps", "pct"),
+                                        ("portfolio", None)],
+                             [[r.varied[path], r.index, r.in_sample["mean"],
+                               r.in_sample["cvar"], r.in_sample["p5"],
+                               r.in_sample["within_caps_share"],
+                               "; ".join(f"{p} {st:.0%}" for p, st in r.stakes.items())]
+                              for r in rows], "Frontier")
+            _widths(ws, [14, 8, 16, 14, 14, 12, 100])
+            ch = _chart(book, "scatter", "Mean against CVaR", "straight_with_markers")
+            ch.add_series({"name": "mean", "categories": ["Frontier", 3, 3, 2 + len(rows), 3],
+                           "values": ["Frontier", 3, 2, 2 + len(rows), 2],
+                           "marker": {"type": "circle"}, "line": {"color": "#4c7a8c"}})
+            ch.set_x_axis({"name": "CVaR of NPV (US$ M)", "num_format": "#,##0"})
+            ch.set_y_axis({"name": "mean NPV (US$ M)", "num_format": "#,##0"})
+            ch.set_legend({"none": True})
+            ws.insert_chart(end + 1, 0, ch)
+        elif pts:
             end = book.table(ws, 2, 0, [(path_words(path), "num3"), ("index", "int"),
                                         ("objective", "num3"), ("cost_musd", "musd"),
                                         ("n_projects", "int"), ("binding", None),
