@@ -549,6 +549,7 @@ def worker_cuts(stem: str) -> dict:
     if trace:
         h.cbMipInterrupt.subscribe(trace)
     found: list = []
+    log: list = []
     h.cbMipSolution.subscribe(lambda e: found.append(np.array(e.data_out.mip_solution)))
     gap = None
     while time.monotonic() < deadline:
@@ -593,6 +594,8 @@ def worker_cuts(stem: str) -> dict:
             break
         for cut in cuts:
             add(cut)
+        log.append([iters["mip"], round(pc() - tt, 3), info.mip_node_count, bound, best,
+                    len(found), len(cuts), h.getOptionValue("mip_rel_gap")[1]])
         status = "Time limit reached"
     ph["lp_phase"] = lp_s
     ph["mip_phase"] = mip_s
@@ -602,7 +605,7 @@ def worker_cuts(stem: str) -> dict:
     stakes = _stakes(best_col, fm, d) if best_col is not None else {}
     return {"phases": ph, "status": status, "objective": best if best > -INF else None,
             "bound": bound, "gap": gap, "nodes": nodes, "stakes_rows": stakes,
-            "iterations": iters, "cuts": added[0],
+            "iterations": iters, "cuts": added[0], "log": log,
             "size": [h.getNumRow(), h.getNumCol(), h.getNumNz()],
             "trace": trace.points if trace else None}
 

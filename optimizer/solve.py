@@ -161,10 +161,12 @@ class Optimizer:
                 diagnosis = diagnose_infeasible(session, sc)
         finally:
             session.deadline = None
+        searched_s = time.monotonic() - t_start  # before any judging on fresh draws
         result = self.result_for(sc, stakes, status=status, bound=out.bound,
                                  termination=out.termination.name, solve_s=out.solve_s,
                                  notes=cert.repairs, diagnosis=diagnosis,
-                                 wall_s=time.monotonic() - t_start)
+                                 wall_s=time.monotonic() - t_start,
+                                 judge=alternative is None)
         if result.status in WITH_PORTFOLIO:
             # what leaves the library, re-checked as a reader would: the reported stakes
             broken = violations(self.data, sc, {p.project_id: p.stake for p in result.selected},
@@ -172,9 +174,7 @@ class Optimizer:
             if broken:  # cannot happen after certify(); if it ever does, nothing is shown
                 raise SolutionCheckError(broken)
         if diagnosis is None:  # what this solve spent outside HiGHS's run, for the next
-            session.learn_overhead(time.monotonic() - t_start, out.solve_s)
-        if sc.uncertainty is not None and result.status in WITH_PORTFOLIO:
-            result.uncertainty = self.uncertainty_of(sc, stakes, judge=alternative is None)
+            session.learn_overhead(searched_s, out.solve_s)
         return result
 
     def uncertainty_of(self, sc: Scenario, stakes: dict[str, float], *, judge: bool = True
@@ -203,11 +203,12 @@ class Optimizer:
 
     def result_for(self, sc: Scenario, stakes: dict[str, float], *, status: str,
                    bound: float | None, termination: str, solve_s: float = 0.0,
-                   notes: Sequence[str] = (), diagnosis=None, wall_s: float | None = None
-                   ) -> Result:
+                   notes: Sequence[str] = (), diagnosis=None, wall_s: float | None = None,
+                   judge: bool = True) -> Result:
         """The result object for a certified portfolio ``stakes`` of ``sc`` (or none, for a
         status without one). Also used by batches for a portfolio re-used from a looser row
-        (``optimizer.batch.reuse``)."""
+        (``optimizer.batch.reuse``). Under uncertainty it carries the portfolio's figures on
+        the sample and, with ``judge``, on fresh draws beside the face-value optimum."""
         selected, totals = portfolio(self.data, stakes)
         ok = status in WITH_PORTFOLIO
         obj = objective_value(self.data, sc, totals, stakes) if ok else None
@@ -235,6 +236,8 @@ class Optimizer:
                 software_version=SOFTWARE_VERSION, pyomo_version=PYOMO_VERSION,
                 python_version=platform.python_version()),
             scenario_name=sc.name,
+            uncertainty=(self.uncertainty_of(sc, stakes, judge=judge)
+                         if ok and sc.uncertainty is not None else None),
         )
 
     def _best_candidate(self, sc: Scenario, candidates: Sequence[dict[str, float]],
