@@ -28,12 +28,13 @@ from typing import Any
 import pandas as pd
 from pyomo.contrib.solver.common.results import TerminationCondition
 
-from . import risk
+from .alternatives import alternative as find_alternative
 from .certify import EXACT_TOL, certify
 from .check import violations
 from .data import ProjectData, check_scenario_against, load_projects, load_scenario, scenario_sha256
 from .diagnose import diagnose_infeasible
 from .highs_backend import highs_version
+from .limits import measure
 from .model import BuiltModel
 from .results import binding, objective_value, portfolio
 from .sample import fresh_sample, sample_for
@@ -114,9 +115,7 @@ class Optimizer:
     def alternative(self, scenario: Scenario | dict | str | Path, **kw: Any) -> Result:
         """A portfolio other than the optimum (:func:`optimizer.alternatives.alternative`:
         ``exclude``, ``min_difference``, ``away_from``, ``min_objective``)."""
-        from .alternatives import alternative
-
-        return alternative(self, self.scenario(scenario), **kw)
+        return find_alternative(self, self.scenario(scenario), **kw)
 
     def scenario(self, scenario: Scenario | dict | str | Path) -> Scenario:
         """``scenario`` validated, and checked against this table (names, countries)."""
@@ -183,7 +182,7 @@ class Optimizer:
         ``judge``, beside the face-value optimum on fresh draws neither was chosen on
         (:func:`optimizer.sample.fresh_sample`): the value of the stochastic solution."""
         smp = sample_for(self.data, sc)
-        inside = risk.measure(self.data, sc, smp, stakes)
+        inside = measure(self.data, sc, smp, stakes)
         block = UncertaintyBlock(**inside.model_dump(), draws=smp.n_draws, alpha=sc.cvar_alpha,
                                  source=smp.source, seed=smp.seed, sample_sha256=smp.sha256)
         fresh = fresh_sample(self.data, sc) if judge else None
@@ -192,8 +191,8 @@ class Optimizer:
         face_sc = sc.at_face_value()
         face = self.solve_with(face_sc, diagnose=False)
         face_stakes = {p.project_id: p.stake for p in face.selected}
-        mine = risk.measure(self.data, sc, fresh, stakes)
-        theirs = risk.measure(self.data, sc, fresh, face_stakes) if face.has_portfolio else None
+        mine = measure(self.data, sc, fresh, stakes)
+        theirs = measure(self.data, sc, fresh, face_stakes) if face.has_portfolio else None
         block.out_of_sample = OutOfSample(
             draws=fresh.n_draws, seed=fresh.seed, source=fresh.source, portfolio=mine,
             face_value=theirs, face_value_selected=sorted(face_stakes),

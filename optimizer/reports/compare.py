@@ -20,7 +20,7 @@ from typing import Any
 
 from ..data import ProjectData
 from ..errors import InputError
-from ..risk import measure
+from ..limits import measure
 from ..sample import assessment_sample
 from ..schema import WITH_PORTFOLIO, Result, Scenario
 from .facts import (

@@ -812,12 +812,12 @@ def how_sure(result: Result, sc: Scenario, data: ProjectData) -> HowSure:
     ``python -m optimizer draws`` writes), with every figure the report shows."""
     import numpy as np
 
-    from ..risk import figures, outcomes
+    from ..risk import figures
     from ..sample import assessment_sample
 
     smp = assessment_sample(data, sc)
     stakes = {p.project_id: p.stake for p in result.selected}
-    out = outcomes(data, sc, smp, L.holding(data, stakes))
+    out = L.outcomes_on(data, sc, smp, L.holding(data, stakes))
     caps = []
     for path, over in out.overspend.items():
         hit = over[over > 0]
