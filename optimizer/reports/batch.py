@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import csvsafe
 from ..errors import InputError
 
 OK = ("optimal", "feasible")
@@ -250,7 +251,7 @@ def _selection(path: Path) -> list[dict[str, Any]]:
     out = []
     with path.open(newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh):
-            out.append({"project_id": r["project_id"], "chosen": int(r["chosen"]),
+            out.append({"project_id": csvsafe.uncell(r["project_id"]), "chosen": int(r["chosen"]),
                         "share": float(r["share"]),
                         "mean_stake": float(r["mean_stake"]) if r["mean_stake"] else None,
                         "class": r["class"]})
