@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from optimizer.schema import Result, Scenario
 
@@ -47,6 +47,17 @@ class OptimizeRequest(BaseModel):
     dataset_id: str | None = Field(None, pattern=DATASET_ID,
                                    description="a dataset stored with POST /datasets")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_scenario(cls, data: Any) -> Any:
+        """A scenario sent on its own (without ``{"scenario": ...}``) is one mistake, said
+        once, instead of "missing" plus an "unknown field" for each of its fields."""
+        if isinstance(data, dict) and "scenario" not in data and data and \
+                set(data) - set(cls.model_fields) and set(data) & set(Scenario.model_fields):
+            raise ValueError('this looks like a bare scenario: send it as {"scenario": {...}} '
+                             '(optionally with "projects" or "dataset_id" beside it)')
+        return data
+
 
 class RunResult(Result):
     """The result object plus where it is stored."""
@@ -56,6 +67,7 @@ class RunResult(Result):
     dataset_id: str | None = None
     scenario: dict[str, Any] | None = Field(None, description="the scenario as solved "
                                             "(defaults filled, time limit capped)")
+    created_by: str | None = Field(None, description="name of the key that made it")
 
 
 class RunSummary(BaseModel):
@@ -65,6 +77,7 @@ class RunSummary(BaseModel):
     status: str
     objective: float | None
     dataset_id: str
+    created_by: str | None = None
 
 
 class RunPage(BaseModel):
@@ -88,6 +101,7 @@ class DatasetInfo(BaseModel):
     n_projects: int
     created_at: datetime
     created: bool | None = None
+    created_by: str | None = None
 
 
 class DatasetDetail(DatasetInfo):
@@ -122,6 +136,7 @@ class BatchStatus(BaseModel):
     dataset_id: str
     summary: dict[str, Any] | None = None
     error: str | None = None
+    created_by: str | None = None
 
 
 class BatchPage(BaseModel):
@@ -129,3 +144,35 @@ class BatchPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ShareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expires_in_s: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="life of the link in seconds (default OPTIMIZER_SHARE_TTL_S; at most "
+        "OPTIMIZER_SHARE_MAX_TTL_S)")
+
+
+class ShareCreated(BaseModel):
+    url: str = Field(description="opens the report (HTML) in a browser, without a key")
+    xlsx_url: str = Field(description="the same report as an Excel workbook")
+    expires: datetime
+    share_id: str = Field(description="DELETE /shares/{share_id} revokes the link")
+
+
+class ShareInfo(BaseModel):
+    share_id: str
+    kind: str
+    target: str
+    created_at: datetime
+    created_by: str | None
+    expires: datetime
+    revoked_at: datetime | None
+
+
+class Deleted(BaseModel):
+    deleted: str = Field(description="what was deleted: run, dataset or batch")
+    id: str
+    runs: int = Field(0, description="runs deleted with it (a dataset's cascade)")
+    batches: int = Field(0, description="batches deleted with it (a dataset's cascade)")
