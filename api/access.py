@@ -232,3 +232,12 @@ def rules_of(route) -> list[Rule]:
     if dependant is None:
         return []
     return [d.call for d in dependant.dependencies if isinstance(d.call, Rule)]
+
+
+def routes_of(app) -> list:
+    """Every route of the app, included routers flattened (FastAPI keeps them lazily)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before lazily included routers
+        return list(app.routes)
+    return [ctx.original_route for ctx in iter_route_contexts(app.routes)]

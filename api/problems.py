@@ -107,6 +107,9 @@ def field_errors(errors: Iterable[dict[str, Any]]) -> list[dict]:
             msg = e.get("msg", "invalid").removeprefix("Value error, ")
             if e.get("type") == "extra_forbidden":
                 msg = "unknown field"
+            if loc == ["body"] and e.get("type") == "value_error":  # about the whole body
+                out.append({"loc": loc, "msg": msg})
+                continue
             out.append({"loc": loc, "msg": f"field {where!r}: {msg}"})
     return out
 

@@ -22,6 +22,13 @@ def _no_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
+# Responses always carry every field (defaults included), so their schemas mark all as
+# required; request bodies keep only what a client must send as required.
+OUT = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class Out(BaseModel):
+    model_config = OUT
 EXAMPLE_ROW = {
     "project_id": "MW-SONGWE-KABIL", "name": "Songwe Hill - KABIL-led", "country": "MW",
     "mineral": "ree", "partner": "KABIL", "india_share": 0.8, "equity_value_musd": 478.9,
@@ -62,6 +69,8 @@ class OptimizeRequest(BaseModel):
 class RunResult(Result):
     """The result object plus where it is stored."""
 
+    model_config = OUT
+
     run_id: str
     created_at: datetime | None = None
     dataset_id: str | None = None
@@ -70,7 +79,7 @@ class RunResult(Result):
     created_by: str | None = Field(None, description="name of the key that made it")
 
 
-class RunSummary(BaseModel):
+class RunSummary(Out):
     run_id: str
     created_at: datetime
     scenario_name: str
@@ -80,7 +89,7 @@ class RunSummary(BaseModel):
     created_by: str | None = None
 
 
-class RunPage(BaseModel):
+class RunPage(Out):
     items: list[RunSummary]
     total: int
     limit: int
@@ -95,7 +104,7 @@ class DatasetJSON(BaseModel):
     projects: list[dict[str, Any]] = Field(min_length=1, max_length=200_000)
 
 
-class DatasetInfo(BaseModel):
+class DatasetInfo(Out):
     dataset_id: str
     name: str
     n_projects: int
@@ -108,21 +117,21 @@ class DatasetDetail(DatasetInfo):
     projects: list[dict[str, Any]]
 
 
-class DatasetPage(BaseModel):
+class DatasetPage(Out):
     items: list[DatasetInfo]
     total: int
     limit: int
     offset: int
 
 
-class BatchAccepted(BaseModel):
+class BatchAccepted(Out):
     batch_id: str
     status: str
     total: int
     links: dict[str, str]
 
 
-class BatchStatus(BaseModel):
+class BatchStatus(Out):
     batch_id: str
     name: str
     kind: str
@@ -139,7 +148,7 @@ class BatchStatus(BaseModel):
     created_by: str | None = None
 
 
-class BatchPage(BaseModel):
+class BatchPage(Out):
     items: list[BatchStatus]
     total: int
     limit: int
@@ -154,14 +163,14 @@ class ShareRequest(BaseModel):
         "OPTIMIZER_SHARE_MAX_TTL_S)")
 
 
-class ShareCreated(BaseModel):
+class ShareCreated(Out):
     url: str = Field(description="opens the report (HTML) in a browser, without a key")
     xlsx_url: str = Field(description="the same report as an Excel workbook")
     expires: datetime
     share_id: str = Field(description="DELETE /shares/{share_id} revokes the link")
 
 
-class ShareInfo(BaseModel):
+class ShareInfo(Out):
     share_id: str
     kind: str
     target: str
@@ -171,7 +180,7 @@ class ShareInfo(BaseModel):
     revoked_at: datetime | None
 
 
-class Deleted(BaseModel):
+class Deleted(Out):
     deleted: str = Field(description="what was deleted: run, dataset or batch")
     id: str
     runs: int = Field(0, description="runs deleted with it (a dataset's cascade)")

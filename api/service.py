@@ -54,6 +54,8 @@ class AsyncStore:
         self.sync = store
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
+        self.usage = Usage()  # storage used per key (quotas)
+        self.batch_locks: dict[str, asyncio.Lock] = {}  # one batch admission per key at once
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
@@ -92,7 +94,10 @@ async def store_rows(db: AsyncStore, rows: Any, name: str, who: Principal
                      ) -> tuple[DatasetRow, bool]:
     """Validate rows and store them under their content hash: (stored row, newly created)."""
     data = await run_in_threadpool(validate_rows, rows)
-    return await db.put_dataset(data.sha256, data.records(), name, who.name)
+    row, created = await db.put_dataset(data.sha256, data.records(), name, who.name)
+    if created:
+        db.usage.add(who.name, row.bytes)
+    return row, created
 
 
 async def resolve_dataset(db: AsyncStore, default: Dataset, projects: list | None,
@@ -263,9 +268,11 @@ async def store_run(db: AsyncStore, settings: Settings, who: Principal, dataset_
         if attempt:
             await asyncio.sleep(min(0.25 * 2 ** attempt, 2.0))
         try:
-            return await db.call(db.sync.add_run, dataset_id=dataset_id, scenario=scenario,
-                                 result=result, idempotency_key=key, request_sha256=req_sha,
-                                 created_by=who.name)
+            row = await db.call(db.sync.add_run, dataset_id=dataset_id, scenario=scenario,
+                                result=result, idempotency_key=key, request_sha256=req_sha,
+                                created_by=who.name)
+            db.usage.add(who.name, row.bytes)
+            return row
         except IntegrityError:
             raise
         except DBAPIError as exc:  # not "unavailable" but failed all the same: try again
@@ -340,7 +347,8 @@ _USAGE_TTL_S = 10.0
 
 
 class Usage:
-    """Storage used per key, re-read at most every 10 s (a request does not pay three sums)."""
+    """Storage used per key: read from the database at most every 10 s (a request does not
+    pay three sums), plus what this process stored for the key since."""
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[float, int]] = {}
@@ -352,15 +360,18 @@ class Usage:
             self._seen[name] = (time.monotonic(), used)
         return used
 
+    def add(self, name: str, n: int) -> None:
+        if name in self._seen:
+            at, used = self._seen[name]
+            self._seen[name] = (at, used + n)
 
-_usage = Usage()
 
 
 async def check_storage(db: AsyncStore, settings: Settings, who: Principal) -> None:
     """403 when the key's stored runs, datasets and batch rows are over its budget."""
     if settings.storage_budget_mb <= 0:
         return
-    used = await _usage.of(db, who.name)
+    used = await db.usage.of(db, who.name)
     budget = settings.storage_budget_mb * 1e6
     if used >= budget:
         raise Problem(403, f"key {who.name!r} holds {used / 1e6:,.1f} MB of stored runs, "
@@ -370,8 +381,6 @@ async def check_storage(db: AsyncStore, settings: Settings, who: Principal) -> N
                       "/batches/{id}?purge=true) first", type_="/problems/storage-budget")
 
 
-_batch_locks: dict[str, asyncio.Lock] = {}
-
 
 async def add_batch_within_quota(db: AsyncStore, settings: Settings, who: Principal,
                                  **batch: Any):
@@ -379,7 +388,7 @@ async def add_batch_within_quota(db: AsyncStore, settings: Settings, who: Princi
     batches or rows (429 + Retry-After). The count and the insert are one step per key in
     this process (a burst cannot slip past)."""
     await check_storage(db, settings, who)
-    lock = _batch_locks.setdefault(who.name, asyncio.Lock())
+    lock = db.batch_locks.setdefault(who.name, asyncio.Lock())
     async with lock:
         n, rows = await db.unfinished(who.name)
         max_n = settings.batch_max_unfinished_per_key
@@ -394,7 +403,9 @@ async def add_batch_within_quota(db: AsyncStore, settings: Settings, who: Princi
                           f"{batch['total']:,} more would pass its quota of {max_rows:,} "
                           "(OPTIMIZER_BATCH_MAX_UNFINISHED_ROWS_PER_KEY); retry when some "
                           "finish", headers=retry)
-        return await db.add_batch(created_by=who.name, **batch)
+        row = await db.add_batch(created_by=who.name, **batch)
+        db.usage.add(who.name, row.bytes)
+        return row
 
 
 def cap_batch_time_limits(spec: dict[str, Any], cap: float) -> dict[str, Any]:
