@@ -26,7 +26,8 @@ KEY = {"X-API-Key": "k1-secret-0123456789"}
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     db = tmp_path_factory.mktemp("api-reports") / "t.db"
-    settings = Settings(database_url=f"sqlite:///{db}", workers=1, max_queue=2, api_keys="one:analyst:k1-secret-0123456789")
+    settings = Settings(database_url=f"sqlite:///{db}", workers=1, max_queue=2,
+                        api_keys=f"one:analyst:{KEY['X-API-Key']}")
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         c.headers.update(KEY)
         yield c
