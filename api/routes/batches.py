@@ -68,7 +68,7 @@ def status_of(row: BatchRow) -> BatchStatus:
                         429: problems.doc("the key has its quota of unfinished batches or "
                                           "rows (Retry-After)")},
              summary="Start a batch of what-if scenarios")
-async def create_batch(request: Request, who: Writer, db: DbDep, settings: SettingsDep,
+async def create_batch(who: Writer, request: Request, db: DbDep, settings: SettingsDep,
                        spec: Annotated[dict[str, Any], Body()]
                        ) -> BatchAccepted:
     """The spec of CONTRACT section 6 (`base` plus one of `scenarios`, `grid`,
@@ -122,7 +122,7 @@ async def get_batch(row: BatchDep) -> BatchStatus:
                responses={**NOT_FOUND, 403: problems.doc("another key's batch")},
                summary="Cancel a batch (finished rows are kept); purge=true deletes it and "
                        "its rows")
-async def cancel_batch(request: Request, row: BatchDep, who: Writer, db: DbDep,
+async def cancel_batch(who: Writer, request: Request, row: BatchDep, db: DbDep,
                        purge: Annotated[bool, Query(description="also delete the batch and "
                                                     "its stored rows")] = False
                        ) -> BatchStatus:
@@ -138,7 +138,7 @@ async def cancel_batch(request: Request, row: BatchDep, who: Writer, db: DbDep,
 @router.post("/batches/{batch_id}/share", response_model=ShareCreated, status_code=201,
              responses=NOT_FOUND,
              summary="A signed, expiring link to this batch's report (HTML and Excel)")
-async def share_batch(request: Request, row: BatchDep, who: Writer, db: DbDep,
+async def share_batch(who: Writer, request: Request, row: BatchDep, db: DbDep,
                       settings: SettingsDep,
                       body: Annotated[ShareRequest | None, Body()] = None) -> ShareCreated:
     """The link opens this batch's report (as stored when it is opened) in a browser without

@@ -75,7 +75,7 @@ def _csv_rows(raw: bytes) -> list[dict]:
                         415: problems.doc("not JSON, CSV or a multipart upload"),
                         422: problems.doc("invalid rows; `errors` names row and column")},
              summary="Store a validated projects table; its id is its content hash")
-async def create_dataset(request: Request, response: Response, who: Writer, db: DbDep,
+async def create_dataset(who: Writer, request: Request, response: Response, db: DbDep,
                          settings: SettingsDep, name: Annotated[Text | None, Query(
                              max_length=200, description="the dataset's name, for a CSV body "
                              "(JSON and multipart bodies carry their own)")] = None,
@@ -147,7 +147,7 @@ async def get_dataset(db: DbDep, dataset_id: DatasetId) -> DatasetDetail:
                                             "deletes them too), or it is the shipped default")},
                summary="Delete a dataset (refused while runs or batches use it, unless "
                        "cascade=true)")
-async def delete_dataset(request: Request, who: Writer, db: DbDep, dataset_id: DatasetId,
+async def delete_dataset(who: Writer, request: Request, db: DbDep, dataset_id: DatasetId,
                          cascade: Annotated[bool, Query(description="also delete the runs and "
                                                         "batches that use it")] = False
                          ) -> Deleted:

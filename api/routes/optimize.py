@@ -29,7 +29,7 @@ PROBLEMS = {401: problems.doc("API key missing or wrong"),
 
 @router.post("/optimize", response_model=RunResult, responses=PROBLEMS,
              summary="Solve one scenario and store the run")
-async def optimize(body: OptimizeRequest, request: Request, who: Writer, db: DbDep,
+async def optimize(who: Writer, body: OptimizeRequest, request: Request, db: DbDep,
                    pool: PoolDep, settings: SettingsDep,
                    idempotency_key: Annotated[Text | None, Header(max_length=200)] = None,
                    ) -> RunResult:

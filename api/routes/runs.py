@@ -52,7 +52,7 @@ async def get_run(row: RunDep) -> RunResult:
 
 @router.delete("/runs/{run_id}", response_model=Deleted, responses={**NOT_FOUND, **OWNER_ONLY},
                summary="Delete a run (its analysis and share links go with it)")
-async def delete_run(row: RunDep, who: Writer, db: DbDep) -> Deleted:
+async def delete_run(who: Writer, row: RunDep, db: DbDep) -> Deleted:
     """Analysts delete the runs their own key made; admins any."""
     require_owner(who, row.created_by, f"run {row.run_id}")
     await db.delete_run(row.run_id, who.name)
@@ -63,7 +63,7 @@ async def delete_run(row: RunDep, who: Writer, db: DbDep) -> Deleted:
              responses={**NOT_FOUND, **OWNER_ONLY,
                         503: problems.doc("the report's analysis could not run now")},
              summary="A signed, expiring link to this run's report (HTML and Excel)")
-async def share_run(request: Request, row: RunDep, who: Writer, db: DbDep,
+async def share_run(who: Writer, request: Request, row: RunDep, db: DbDep,
                     settings: SettingsDep, analyses: AnalysesDep,
                     body: Annotated[ShareRequest | None, Body()] = None) -> ShareCreated:
     """The link opens this run's report in a browser without a key, until it expires or is

@@ -107,7 +107,7 @@ async def list_shares(db: DbDep, kind: Literal["run", "batch"] | None = None,
                responses={403: problems.doc("another key's link"),
                           404: problems.doc("no such link")},
                summary="Revoke a share link (it stops working at once)")
-async def revoke_share(share_id: Annotated[str, Path(pattern=RUN_ID)], who: Writer,
+async def revoke_share(who: Writer, share_id: Annotated[str, Path(pattern=RUN_ID)],
                        db: DbDep) -> Response:
     row = await db.get_share(share_id)
     if row is None:
