@@ -153,6 +153,22 @@ async def until_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> 
 # ---------------------------------------------------------------------------------------------
 
 
+def pool_problem(exc: BaseException, settings: Settings, what: str = "the request",
+                 on_deadline: str = "") -> Problem:
+    """The one mapping of the worker pool's outcomes to HTTP problems: busy or crashed 503
+    with Retry-After, past the deadline 504, a bug in the worker 500 (logged with the
+    worker's traceback)."""
+    retry = {"Retry-After": str(settings.retry_after_s)}
+    if isinstance(exc, Busy):
+        return Problem(503, f"{exc}; retry in {settings.retry_after_s} s", headers=retry)
+    if isinstance(exc, DeadlineExceeded):
+        return Problem(504, f"{what} was stopped: {exc} {on_deadline}".rstrip())
+    if isinstance(exc, WorkerCrashed):
+        return Problem(503, f"{exc}; it has been replaced, retry", headers=retry)
+    log.error("%s failed in a worker: %r\n%s", what, exc, getattr(exc, "traceback", ""))
+    return Problem(500, f"{what} failed inside the solver process; it has been logged")
+
+
 @contextlib.contextmanager
 def admitted(pool: SolverPool, settings: Settings):
     """One of the pool's places for the body of the ``with``, or 503 + Retry-After at once."""
@@ -160,29 +176,19 @@ def admitted(pool: SolverPool, settings: Settings):
         with pool.admit():
             yield
     except Busy as exc:
-        raise Problem(503, f"{exc}; retry in {settings.retry_after_s} s",
-                      headers={"Retry-After": str(settings.retry_after_s)}) from None
+        raise pool_problem(exc, settings) from None
 
 
 async def in_worker(pool: SolverPool, settings: Settings, what: str, fn, *args: Any,
                     deadline_s: float, on_deadline: str = "") -> Any:
-    """``fn(*args)`` in a solver worker (the caller holds a place: :func:`admitted`); the
-    pool's outcomes as HTTP problems: busy or crashed 503 with Retry-After, past the deadline
-    504, a bug in the worker 500 (logged with the worker's traceback)."""
-    retry = {"Retry-After": str(settings.retry_after_s)}
+    """``fn(*args)`` in a solver worker (the caller holds a place: :func:`admitted`); any
+    outcome but an answer becomes a problem (:func:`pool_problem`)."""
     try:
         return await pool.run(fn, *args, deadline_s=deadline_s)
-    except Busy as exc:
-        raise Problem(503, f"{exc}; retry in {settings.retry_after_s} s",
-                      headers=retry) from None
-    except DeadlineExceeded as exc:
-        raise Problem(504, f"{what} was stopped: {exc} {on_deadline}".rstrip()) from None
-    except WorkerCrashed as exc:
-        raise Problem(503, f"{exc}; it has been replaced, retry", headers=retry) from None
-    except Exception as exc:  # a bug in the worker: pebble carries its traceback over
-        log.error("%s failed in a worker: %r\n%s", what, exc, getattr(exc, "traceback", ""))
-        raise Problem(500, f"{what} failed inside the solver process; it has been "
-                      "logged") from None
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every other outcome is mapped, in one place
+        raise pool_problem(exc, settings, what, on_deadline) from None
 
 
 async def solve(pool: SolverPool, settings: Settings, dataset: Dataset,
