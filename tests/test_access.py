@@ -357,23 +357,28 @@ def test_refuses_to_listen_elsewhere_without_keys(tmp_path):
     assert "refusing to listen on 0.0.0.0: no API keys are configured" in out.stderr
 
 
-def test_keys_cli_add_list_revoke_and_the_server_follows(tmp_path):
+def test_keys_cli_add_list_revoke_and_the_server_follows(tmp_path, monkeypatch, capsys):
+    """``python -m api keys ...`` (its main() in-process, and once as a real command)."""
+    from api.__main__ import main
+
     url = f"sqlite:///{tmp_path / 'k.db'}"
-    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": url}
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("OPTIMIZER_API_KEYS", raising=False)
 
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "api", "keys", *args], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=60)
+    def cli(*args) -> tuple[int, str, str]:
+        code = main(["keys", *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
 
-    added = cli("add", "carol", "analyst")
-    assert added.returncode == 0, added.stderr
-    secret = added.stdout.strip()
-    assert len(secret) >= 40 and "shown once" in added.stderr
-    assert cli("add", "carol", "reader").returncode == 2
-    assert cli("add", "bad name", "reader").returncode == 2
-    assert cli("add", "dave", "superuser").returncode == 2
-    listed = cli("list")
-    assert "carol" in listed.stdout and "analyst" in listed.stdout and secret not in listed.stdout
+    code, secret, err = cli("add", "carol", "analyst")
+    assert code == 0, err
+    secret = secret.strip()
+    assert len(secret) >= 40 and "shown once" in err
+    assert cli("add", "carol", "reader")[0] == 2
+    assert cli("add", "bad name", "reader")[0] == 2
+    assert cli("add", "dave", "superuser")[0] == 2
+    code, listed, _ = cli("list")
+    assert "carol" in listed and "analyst" in listed and secret not in listed
     s = Settings(database_url=url, workers=1, key_refresh_s=0.2)
     with TestClient(create_app(s), raise_server_exceptions=False) as c:
         store = c.app.state.store
@@ -381,15 +386,17 @@ def test_keys_cli_add_list_revoke_and_the_server_follows(tmp_path):
         r = c.post("/optimize", json=tiny(), headers={"Authorization": f"Bearer {secret}"})
         assert r.status_code == 200 and r.json()["created_by"] == "carol", r.text
         assert c.get("/runs").status_code == 401  # keys exist now: loopback is not enough
-        revoked = cli("revoke", "carol")
-        assert revoked.returncode == 0, revoked.stderr
+        revoked = subprocess.run([sys.executable, "-m", "api", "keys", "revoke", "carol"],
+                                 cwd=ROOT, env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url},
+                                 capture_output=True, text=True, timeout=60)
+        assert revoked.returncode == 0 and "revoked" in revoked.stderr, revoked.stderr
         deadline = time.monotonic() + 5
         while c.get("/runs", headers={"X-API-Key": secret}).status_code != 403:
             assert time.monotonic() < deadline, "revocation not seen within 5 s"
             time.sleep(0.1)
         # the last key gone: loopback only again (this TestClient is not loopback)
-    audit = subprocess.run([sys.executable, "-m", "api", "audit"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=60).stdout
+    assert main(["audit"]) == 0
+    audit = capsys.readouterr().out
     assert "key_add" in audit and "key_revoke" in audit and "carol" in audit
 
 
