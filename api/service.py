@@ -24,6 +24,7 @@ from starlette.requests import Request
 
 from optimizer import InputError, load_projects
 from optimizer.data import ProjectData
+from optimizer.schema import WITH_PORTFOLIO
 
 from . import worker
 from .access import Principal
@@ -300,7 +301,6 @@ async def store_run(db: AsyncStore, settings: Settings, who: Principal, dataset_
 # ---------------------------------------------------------------------------------------------
 
 ANALYSIS = {"time_budget_s": 30.0, "resolve_time_limit_s": 10.0}  # AnalysisSettings fields
-OK = ("optimal", "feasible")
 
 
 class Analyses:
@@ -316,7 +316,7 @@ class Analyses:
 
     async def of(self, row: RunRow) -> dict[str, Any] | None:
         """None for a run without a portfolio: its report shows the diagnosis instead."""
-        if row.status not in OK:
+        if row.status not in WITH_PORTFOLIO:
             return None
         stored = await self.db.get_analysis(row.run_id)
         if stored is not None:

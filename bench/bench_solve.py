@@ -130,6 +130,8 @@ def scenario_numbers(scen: dict, n_years: int) -> dict:
         "min_countries": scen.get("min_countries"),
         "max_projects": _cap(scen.get("max_projects")),
         "min_output": [scen.get("min_output_t", {}).get(m) for m in PRODUCTS],
+        "min_india": [(scen.get("min_india_output_t") or {}).get(m) for m in PRODUCTS],
+        "min_us": [(scen.get("min_us_output_t") or {}).get(m) for m in PRODUCTS],
         "weights": [float((scen.get("supply_weights") or {}).get(
             m, 0.0 if m in ("ndpr", "dytb") else 1.0)) for m in PRODUCTS],
         "min_supply": scen.get("min_weighted_supply"),
@@ -234,6 +236,11 @@ def floor_model(d, scen: dict):
     for j in range(NP):
         fl = sn["min_output"][j]
         add_block([0], [oo[j]], [1.0], [-INF if fl is None else float(fl)], [INF])
+    for key, share in (("min_india", d["india"]), ("min_us", 1.0 - d["india"])):
+        for j in range(NP):  # each side's entitlement, on the stakes
+            fl = sn[key][j]
+            add_block(np.zeros(n, int), ss, share * d["out"][:, j],
+                      [-INF if fl is None else float(fl)], [INF])
     ms = sn["min_supply"]
     add_block(np.zeros(NP, int), oo, sn["weights"], [-INF if ms is None else float(ms)], [INF])
     # exclusive groups, requires
@@ -314,10 +321,13 @@ def worker_ours(stem: str, presolve: str) -> dict:
                 acc[name] = acc.get(name, 0.0) + pc() - t
         return w
 
-    for name in ("load_scenario", "check_scenario_against", "apply_scenario", "portfolio",
-                 "violations", "binding", "objective_value"):
+    import optimizer.session as osession
+
+    for name in ("load_scenario", "check_scenario_against", "portfolio", "violations",
+                 "binding", "objective_value"):
         setattr(osolve, name, timed(name, getattr(osolve, name)))
-    osolve.Optimizer.stakes_of = timed("read_stakes", osolve.Optimizer.stakes_of)
+    osession.apply_scenario = timed("apply_scenario", osession.apply_scenario)
+    osession.Session.stakes_of = timed("read_stakes", osession.Session.stakes_of)
 
     import pandas as pd
 
@@ -334,18 +344,19 @@ def worker_ours(stem: str, presolve: str) -> dict:
     t = pc()
     res = opt.solve(scen)
     first = pc() - t
-    timer = opt.last_timer  # Pyomo's timer of the last HiGHS run
-    ph["transfer"] = opt._transfer_s
+    stats = opt.session.stats
+    timer = stats.timer  # Pyomo's timer of the last HiGHS run
+    ph["transfer"] = stats.transfer_s
     ph["solve"] = timer.get_total_time("optimize")
-    ph["pyomo_solve_other"] = opt.last_run_wall - ph["solve"]
-    ph["extract"] = first - opt.last_run_wall - ph["transfer"]
+    ph["pyomo_solve_other"] = stats.wall_s - ph["solve"]
+    ph["extract"] = first - stats.wall_s - ph["transfer"]
     for k, v in acc.items():
         ph["x_" + k] = v
     ph["first_solve_wall"] = first
     ph["reported_build_s"] = res.solver.build_s
     ph["reported_solve_time_s"] = res.solver.solve_time_s
     ph["total"] = ph["validate"] + ph["build_wall"] + first
-    ph["mip_nodes"] = opt.last_mip_nodes
+    ph["mip_nodes"] = stats.nodes
     stakes = {s.project_id: s.stake for s in res.selected}
 
     # re-solve on the persistent model: budget -20 %
@@ -353,7 +364,7 @@ def worker_ours(stem: str, presolve: str) -> dict:
     t = pc()
     res2 = opt.solve(scen2)
     ph["resolve_total"] = pc() - t
-    timer2 = opt.last_timer
+    timer2 = opt.session.stats.timer
     ph["resolve_solve"] = timer2.get_total_time("optimize")
     ph["resolve_update"] = timer2.get_total_time("update")
     ph["resolve_overhead"] = ph["resolve_total"] - ph["resolve_solve"]
@@ -656,7 +667,7 @@ def verify_floor(n: int = 200, seed: int = 0) -> str:
     opt = optimizer.Optimizer(data)
     opt.solve(sc)
     try:
-        hs = opt._highs
+        hs = opt.session._solver
         lp = hs._solver_model.getLp()
         vm = hs._pyomo_var_to_solver_var_map
         relax = sorted(vm[id(v)] for v in opt.built.model.relax.values())

@@ -45,6 +45,8 @@ COLUMNS = [
     "risk_score",
     "china_processing",
     "chinese_ownership",
+    "as_of",
+    "study_level",
     "exclusive_group",
     "requires",
     "spend_share_1",
@@ -62,6 +64,8 @@ REE_INTENSITY_SAMPLE = ("SONGWE", "KANGANKUNDE", "NGUALLA", "MAKUUTU", "LOFDAL",
 NB_SAMPLE = ("KANYIKA", "ELKCREEK")
 TA_INTENSITY_ASSET = "RUBAYA"
 PUBLISHED_BASKET_RULES = ("F", "SHARE", "SHAREOF", "SUM")  # M1 samples: baskets from figures
+# N2 values without a dated figure rest on the USGS 2024 deck, published in MCS 2025 (Jan 2025)
+USGS_DECK_DATE = "2025-01"
 
 
 # ------------------------------------------------------------------------------ formatting
@@ -545,7 +549,14 @@ class Builder:
             r = (1 + r) / (1 + p["inflation"]) - 1
             steps.append(f"real rate {num(r * 100, 2)}% (B1)")
         base = p["discount_rate"]
-        if abs(r - base) > 1e-12:
+        if abs(r - base) > 1e-12 and not f["life_years"]:
+            # B2 assumes level cash flows over a known life; without a published life the profile
+            # is unknown (a front-loaded PEA gains ~40 % from it): keep the study rate's NPV.
+            steps.append(
+                f"not moved to 8%: study life not published, cash-flow profile unknown "
+                f"(B2 not applied; the NPV at {num(r * 100, 2)}% is a lower bound)"
+            )
+        elif abs(r - base) > 1e-12:
             ratio = af(base, life) / af(r, life)
             npv = (npv + capex) * ratio - capex
             steps.append(
@@ -626,6 +637,19 @@ class Builder:
             res["npv"] = res["v"] - eq
             a.notes.append(f"npv = V - equity = {num(res['npv'])} (N3)")
 
+    def as_of(self, a: Asset) -> str:
+        """Date of the oldest dated figure the row's value and price come from (capex, value and
+        equity rules); the USGS deck's date when none is dated."""
+        dates = []
+        for col in ("capex_rule", "value_rule", "equity_rule"):
+            for fid in parse_rule(a.row[col])[1]:
+                d = self.f.fig(fid)["study_date"]
+                if d:
+                    if len(d) < 7:
+                        raise ValueError(f"{fid}: study_date {d!r} needs a month (YYYY-MM)")
+                    dates.append(d)
+        return min(dates) if dates else USGS_DECK_DATE
+
     def risk(self, a: Asset) -> tuple[float, str]:
         st = self.f.stages[a.row["stage_class"]]
         c = self.f.countries[a.row["country"]]
@@ -637,6 +661,14 @@ class Builder:
         return total, (
             f"risk = country {num(c, 2)} + stage {num(g, 2)} + ESG {num(e, 2)}{esg}{cap} (R1-R3)"
         )
+
+    def sources(self, a: Asset) -> str:
+        """Where each figure of the row comes from (address, or why there is none), grouped by
+        source so that a reviewer reaches every figure's document from the row in one step."""
+        by_src: dict[str, list[str]] = {}
+        for fid in a.figs:
+            by_src.setdefault(self.f.fig(fid)["source"], []).append(fid)
+        return "; ".join(f"{'+'.join(ids)}: {src}" for src, ids in by_src.items())
 
     def estimates(self, a: Asset) -> list[str]:
         """The numbers of an asset that are estimates (not published), each with its rule."""
@@ -690,7 +722,9 @@ class Builder:
             source = (
                 "figures: "
                 + ", ".join(a.figs)
-                + " (facts/figures.csv) | estimates: "
+                + " (facts/figures.csv) | sources: "
+                + self.sources(a)
+                + " | estimates: "
                 + (", ".join(self.estimates(a)) or "none")
                 + " | "
                 + "; ".join(a.notes)
@@ -699,6 +733,7 @@ class Builder:
                 f"spend shares and first year by stage '{r['stage_class']}' (S1, Y1); "
                 f"china_processing: {r['china_processing_basis']} (CP1); chinese_ownership "
                 f"{num(float(r['chinese_ownership']), 4)}: {r['chinese_ownership_basis']} (CH1)"
+                + (f"; note: {r['notes']}" if r["notes"] else "")
                 + (
                     ""
                     if not d["requires"]
@@ -726,6 +761,8 @@ class Builder:
                     "risk_score": num(risk, 2),
                     "china_processing": r["china_processing"],
                     "chinese_ownership": num(float(r["chinese_ownership"]), 4),
+                    "as_of": self.as_of(a),
+                    "study_level": r["study_level"],
                     "exclusive_group": d["exclusive_group"],
                     "requires": d["requires"],
                     "spend_share_1": num(float(st["spend_share_1"]), 4),

@@ -8,42 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from .data import DEFAULT_PROJECTS, DEFAULT_SCENARIO
-from .errors import InputError
-
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INFEASIBLE = 0, 1, 2, 3
-
-
-class Failed(Exception):
-    """A command step failed; its message is on stderr already; ``code`` is the exit code."""
-
-    def __init__(self, code: int) -> None:
-        self.code = code
-
-
-@contextmanager
-def exit_codes(writing: Path | None = None) -> Iterator[None]:
-    """The CLI's contract for a step: bad input -> its message on stderr and exit 2; an
-    output file that cannot be written (``writing``) -> exit 2; anything else -> its name and
-    message and exit 1, never a traceback. Raises :class:`Failed` with the code."""
-    try:
-        yield
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise Failed(EXIT_BAD_INPUT) from None
-    except OSError as exc:
-        if writing is None:
-            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            raise Failed(EXIT_ERROR) from None
-        print(f"error: cannot write {str(writing)!r}: {exc}", file=sys.stderr)
-        raise Failed(EXIT_BAD_INPUT) from None
-    except Exception as exc:  # noqa: BLE001 - the CLI's contract is an exit code, not a trace
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise Failed(EXIT_ERROR) from None
+from .exit_codes import EXIT_ERROR, EXIT_OK, Failed, exit_codes, for_status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     from .reports.command import add_parser
 
     add_parser(sub)
+    d = sub.add_parser("draws", help="write a scenario's sample of draws as a draws table "
+                       "(CONTRACT section 8)")
+    d.add_argument("--projects", type=Path, default=None,
+                   help=f"candidate projects CSV (default: the shipped {DEFAULT_PROJECTS.name})")
+    d.add_argument("--scenario", type=Path, default=None,
+                   help="scenario JSON/YAML file (default: inputs/scenarios/base.json); "
+                   "without an uncertainty field, the data's default uncertainty model as "
+                   "reports use it")
+    d.add_argument("--out", type=Path, required=True, help="the CSV to write")
     return p
 
 
@@ -88,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     if args.command == "batch":
         return _batch(args)
+    if args.command == "draws":
+        return _draws(args)
     try:
         with exit_codes():
             from .data import load_projects, load_scenario
@@ -104,9 +83,31 @@ def main(argv: list[str] | None = None) -> int:
         from .report import render_table
 
         sys.stdout.write(render_table(result))
-    if result.status in ("optimal", "feasible"):
-        return EXIT_OK
-    return EXIT_INFEASIBLE if result.status == "infeasible" else EXIT_ERROR
+    return for_status(result.status)
+
+
+def _draws(args) -> int:
+    """The sample a run of this scenario is judged on, written so that anyone can re-evaluate a
+    portfolio on exactly the same draws: the scenario's own sample, else the data's default
+    model as reports use it (``optimizer.sample.assessment_sample``)."""
+    try:
+        with exit_codes(writing=args.out):
+            from .data import check_scenario_against, load_projects, load_scenario
+            from .sample import assessment_sample, to_table
+
+            data = load_projects(args.projects)
+            scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
+            check_scenario_against(scenario, data)
+            smp = assessment_sample(data, scenario)
+            tmp = args.out.with_name(args.out.name + ".part")
+            to_table(smp, data).to_csv(tmp, index=False, float_format="%.17g")
+            tmp.replace(args.out)  # whole or not at all
+    except Failed as f:
+        return f.code
+    seed = "" if smp.seed is None else f", seed {smp.seed}"
+    print(f"{smp.n_draws:,} draws x {data.n:,} projects ({smp.source}{seed}) -> {args.out}",
+          file=sys.stderr)
+    return EXIT_OK
 
 
 def _batch(args) -> int:

@@ -491,13 +491,26 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario | None = Non
         # does not validate): check it again, so no unvalidated number reaches the model.
         source = _plain(source.model_dump(warnings=False))
     if isinstance(source, (str, Path)):
-        source = read_json_or_yaml(Path(source), "scenario file", "scenario")
+        path = Path(source)
+        source = read_json_or_yaml(path, "scenario file", "scenario")
+        source = _draws_file_beside(source, path.parent)
     if not isinstance(source, Mapping):
         raise InputError("a scenario must be a JSON object", loc=("scenario",))
     try:
         return Scenario.model_validate(dict(source))
     except ValidationError as exc:
         raise scenario_error(exc) from None
+
+
+def _draws_file_beside(raw: Any, folder: Path) -> Any:
+    """A scenario file's ``uncertainty.draws_file`` is read from the scenario's folder when
+    relative (CONTRACT section 8)."""
+    unc = raw.get("uncertainty") if isinstance(raw, dict) else None
+    if isinstance(unc, dict) and isinstance(unc.get("draws_file"), str):
+        f = Path(unc["draws_file"])
+        if not f.is_absolute():
+            raw = {**raw, "uncertainty": {**unc, "draws_file": str((folder / f).resolve())}}
+    return raw
 
 
 def read_json_or_yaml(path: Path, what: str, loc: str) -> Any:
@@ -565,7 +578,11 @@ def scenario_problems(errors: Iterable[Mapping[str, Any]], prefix: tuple = ("sce
     (shared with the HTTP service so both say the same thing)."""
     problems = []
     for e in errors:
-        loc = tuple(p for p in e["loc"] if p != "[key]")
+        raw = [p for p in e["loc"] if p != "[key]"]
+        # the tag of the uncertainty union (generator/file/table) is pydantic's, not a field
+        loc = tuple(p for i, p in enumerate(raw)
+                    if not (i and raw[i - 1] == "uncertainty" and p in ("generator", "file",
+                                                                        "table")))
         path = ".".join(str(p) for p in loc) or "scenario"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
@@ -600,6 +617,10 @@ def check_scenario_against(scenario: Scenario, data: ProjectData) -> None:
                                         f"scenario field '{fld}': unknown project {pid!r}{more}"))
     if problems:
         raise InputError(problems)
+    if scenario.uncertainty is not None:  # its draws made (and checked) now, before building
+        from .sample import sample_for
+
+        sample_for(data, scenario)
 
 
 def scenario_sha256(scenario: Scenario) -> str:

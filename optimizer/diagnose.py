@@ -17,111 +17,72 @@ bounds on ``choose`` (include/exclude lists), so each test below is a cheap re-s
 from __future__ import annotations
 
 import math
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pyomo.environ as pyo
-from pyomo.contrib.solver.common.results import TerminationCondition
 
-from .model import CHOICE_FIELDS, apply_scenario, choice_bounds, set_choice_bounds, use_objective
-from .results import portfolio
-from .schema import PRODUCT_UNITS, Diagnosis, Scenario
+from .limits import Entry, entries, entry_at, fields, holding, label, level, value_words
+from .limits import describe as describe
+from .schema import Diagnosis, Scenario, SolverSettings
 
 if TYPE_CHECKING:
-    from .solve import Optimizer
-
-SET_FIELDS = CHOICE_FIELDS  # fields that act on which projects may be chosen
-UNITS = PRODUCT_UNITS
-_INFEASIBLE = (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded)
+    from .data import ProjectData
+    from .session import Outcome
 
 
 def active_fields(sc: Scenario, n_years: int) -> list[str]:
-    """The scenario's limits that can restrict the portfolio, as field paths."""
-    f = ["budget_musd"]
-    f += [k for k in ("kabil_budget_musd", "us_budget_musd") if getattr(sc, k) is not None]
-    f += [f"annual_budget_musd.{k}" for k, cap in enumerate(sc.annual_budget_musd or [])
-          if cap is not None and k < n_years]
-    for k in ("max_country_share", "max_avg_risk", "max_china_processing_share", "max_projects"):
-        if getattr(sc, k) is not None:
-            f.append(k)
-    if sc.min_countries:
-        f.append("min_countries")
-    f += [f"min_output_t.{m}" for m, v in sc.min_output_t.items() if v > 0]
-    if sc.min_weighted_supply:
-        f.append("min_weighted_supply")
-    f += [k for k in ("include_projects", "exclude_projects", "exclude_countries")
-          if getattr(sc, k)]
-    if sc.partners is not None and set(sc.partners) != {"KABIL", "US", "JOINT"}:
-        f.append("partners")
-    if sc.max_chinese_ownership is not None:
-        f.append("max_chinese_ownership")
-    return f
+    """The scenario's limits that can restrict the portfolio, as field paths (table order)."""
+    return [e.field_path for e in fields(sc, n_years)]
 
 
-def describe(sc: Scenario, field: str) -> str:
-    """A field's current value in words."""
-    if field.startswith("annual_budget_musd."):
-        k = int(field.split(".")[1])
-        return f"a spending cap of {sc.annual_budget_musd[k]:,.6g} MUSD in plan year {k + 1}"
-    if field.startswith("min_output_t."):
-        m = field.split(".")[1]
-        return f"at least {sc.min_output_t[m]:,.6g} {UNITS[m]}"
-    v = getattr(sc, field)
-    if field == "partners":
-        return "only deals led by " + " or ".join(v)
-    if field == "min_weighted_supply":
-        return f"a weighted supply of at least {v:,.6g}"
-    if field == "max_chinese_ownership":
-        return f"no project more than {v:.4g} Chinese-owned"
-    if field in SET_FIELDS:
-        what = {"include_projects": "forced projects", "exclude_projects": "excluded projects",
-                "exclude_countries": "excluded countries"}[field]
-        return f"{what} " + ", ".join(v)
-    return {
-        "budget_musd": "a total budget of {:,.6g} MUSD",
-        "kabil_budget_musd": "a KABIL budget of {:,.6g} MUSD",
-        "us_budget_musd": "a US-side budget of {:,.6g} MUSD",
-        "max_country_share": "no country above {:.4g} of spend",
-        "min_countries": "at least {} host countries",
-        "max_projects": "at most {} projects",
-        "max_avg_risk": "an average risk of at most {:.4g}",
-        "max_china_processing_share": "at most {:.4g} of spend in China-processed projects",
-    }[field].format(v)
+class Probe(Protocol):
+    """What diagnosis needs of a solver session (``optimizer.session.Session`` has it)."""
+
+    data: ProjectData
+
+    def enforce(self, sc: Scenario, enforced: Collection[str], free: str | None = None
+                ) -> None:
+        """Hold only the limits ``enforced`` (field paths) of ``sc``; with ``free``, let that
+        limit's slack move, and minimise it."""
+
+    def minimise_chosen(self, rows: Sequence[int], *, left_out: bool = False) -> None:
+        """Objective: the fewest of ``rows`` chosen (``left_out``: the fewest left out)."""
+
+    def run(self, settings: SolverSettings) -> Outcome:
+        """Solve as things stand, within the session's deadline."""
+
+    def slack(self, path: str) -> float:
+        """The slack the last run chose for limit ``path``."""
+
+    def stakes_of(self, out: Outcome) -> dict[str, float]: ...
+
+    def time_up(self) -> bool: ...
+
+    def restore(self, sc: Scenario) -> None:
+        """Back to ``sc`` as a plain solve sees it."""
 
 
 class _Checker:
-    """Re-solves the built model with chosen fields enforced, all within the solve's deadline
-    (``Optimizer.deadline``, the scenario's time limit for the whole diagnosis)."""
+    """Re-solves the built model with chosen fields enforced, all within the session's
+    deadline (the scenario's time limit for the whole diagnosis)."""
 
-    def __init__(self, opt: Optimizer, sc: Scenario) -> None:
-        self.opt = opt
+    def __init__(self, probe: Probe, sc: Scenario) -> None:
+        self.probe = probe
         self.sc = sc
         self.complete = True
-        self.model = opt.built.model
         self.runs = 0
 
     def _time_up(self) -> bool:
-        d = self.opt.deadline
-        if d is not None and time.monotonic() >= d:
+        if self.probe.time_up():
             self.complete = False
             return True
         return False
 
-    def _enforce(self, enforced: set[str], free: str | None = None,
-                 sc: Scenario | None = None) -> None:
-        m = self.model
-        for f in m.F:
-            m.relax[f].setub(None if (f not in enforced or f == free) else 0.0)
-            m.relax_weight[f].set_value(1.0 if f == free else 0.0)
-        set_choice_bounds(self.opt.built, *choice_bounds(
-            self.opt.data, sc or self.sc, [f for f in SET_FIELDS if f in enforced]))
-
-    def _run(self, objective: str = "relax"):
-        use_objective(self.opt.built, objective)
+    def _run(self) -> Outcome:
         self.runs += 1
-        out = self.opt.run(self.sc)
-        if not out.has_solution and out.termination not in _INFEASIBLE:
+        out = self.probe.run(self.sc.solver)
+        if not out.has_solution and not out.infeasible:
             self.complete = False
         return out
 
@@ -129,138 +90,105 @@ class _Checker:
         """True/False when decided; None when the time budget ran out first."""
         if self._time_up():
             return None
-        self._enforce(enforced, sc=sc)
+        self.probe.enforce(sc or self.sc, enforced)
         out = self._run()
-        if out.termination in _INFEASIBLE:
+        if out.infeasible:
             return False
         return True if out.has_solution else None
 
     def least_change(self, field: str, enforced: set[str]) -> dict[str, Any] | None:
-        """The smallest change of ``field`` alone that restores feasibility, or None."""
-        sc = self.sc
-        others = enforced - {field}
+        """The smallest change of ``field`` alone that restores feasibility, or None. How a
+        limit is relaxed comes from its row in the table of limits: a list filter drops
+        entries, a level filter moves to the next level present in the data, every other
+        limit frees its slack."""
         if self._time_up():
             return None
-        if field == "max_chinese_ownership":
-            return self._least_ownership_cap(enforced)
-        if field in SET_FIELDS:
-            return self._least_drop(field, others)
-        self._enforce(enforced, free=field)
+        e = entry_at(self.sc, field)
+        if e.limit.step == "level":
+            return self._least_level(e, enforced)
+        if e.limit.step == "list":
+            return self._least_drop(e, enforced - {field})
+        self.probe.enforce(self.sc, enforced, free=field)
         out = self._run()
         if not out.has_solution:
             return None
-        slack = self.opt.relaxed_value(field)
-        _, totals = portfolio(self.opt.data, self.opt.stakes_of(out))
-        if field.startswith("min_output_t."):
-            m = field.split(".")[1]
-            old = sc.min_output_t[m]
-            return {"field": field, "from": old, "to": _down(old - slack),
-                    "change": f"lower {field} from {old:,.6g} to {_down(old - slack):,.6g} "
-                              f"{UNITS[m]}"}
-        if field == "min_weighted_supply":
-            old = sc.min_weighted_supply
-            return {"field": field, "from": old, "to": _down(old - slack),
-                    "change": f"lower {field} from {old:,.6g} to {_down(old - slack):,.6g}"}
-        if field.startswith("annual_budget_musd.") or field.endswith("budget_musd"):
-            year = ""
-            if "." in field:
-                k = int(field.split(".")[1])
-                old = sc.annual_budget_musd[k]
-                year = f" (plan year {k + 1})"
-            else:
-                old = getattr(sc, field)
-            new = _up(old + slack)
-            return {"field": field, "from": old, "to": new,
-                    "change": f"raise {field}{year} from {old:,.6g} to {new:,.6g} MUSD"}
-        if field == "min_countries":
-            new = int(sc.min_countries - round(slack))
-            return {"field": field, "from": sc.min_countries, "to": new,
-                    "change": f"lower min_countries from {sc.min_countries} to {new}"}
-        if field == "max_projects":
-            new = int(sc.max_projects + round(slack))
-            return {"field": field, "from": sc.max_projects, "to": new,
-                    "change": f"raise max_projects from {sc.max_projects} to {new}"}
-        # share-type limits: report what the portfolio found needs (enough, maybe not least)
-        total = totals.cost_musd
-        got = {
-            "max_country_share": max(totals.by_country_musd.values(), default=0.0) / total
-            if total else 0.0,
-            "max_avg_risk": totals.avg_risk or 0.0,
-            "max_china_processing_share": totals.china_processing_share or 0.0,
-        }[field]
-        old = getattr(sc, field)
-        new = _up(max(got, old), 4)
-        return {"field": field, "from": old, "to": new,
-                "change": f"raise {field} from {old:.4g} to {new:.4g} (a portfolio meeting every "
-                          f"other limit exists there)"}
+        data = self.probe.data
+        h = holding(data, self.probe.stakes_of(out))
+        return _numeric_fix(e, self.probe.slack(field),
+                            max((level(x, h, self.sc) for x in entries(self.sc, data)
+                                 if x.limit is e.limit), default=0.0))
 
-    def _least_ownership_cap(self, enforced: set[str]) -> dict[str, Any] | None:
-        """The lowest ``max_chinese_ownership`` that restores feasibility: a bisection over
-        the ownership levels above the cap present in the data."""
-        sc = self.sc
-        own = self.opt.data.col("chinese_ownership")
-        levels = sorted({float(v) for v in own if v > sc.max_chinese_ownership})
-        if not levels or not self.feasible(enforced, sc.model_copy(
-                update={"max_chinese_ownership": levels[-1]})):
+    def _least_level(self, e: Entry, enforced: set[str]) -> dict[str, Any] | None:
+        """The lowest cap that restores feasibility: a bisection over the levels above the
+        cap that the data holds (e.g. the Chinese ownership shares of the projects)."""
+        lim, old = e.limit, e.value
+        levels = sorted({float(v) for v in lim.weight(self.probe.data, None) if v > old})
+
+        def at(level: float) -> bool | None:
+            return self.feasible(enforced, self.sc.model_copy(update={lim.field: level}))
+
+        if not levels or not at(levels[-1]):
             return None
         lo, hi = -1, len(levels) - 1  # levels[hi] is feasible; levels[lo] (or the cap) not
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            ok = self.feasible(enforced, sc.model_copy(
-                update={"max_chinese_ownership": levels[mid]}))
+            ok = at(levels[mid])
             if ok is None:
                 break
             lo, hi = (lo, mid) if ok else (mid, hi)
         new = levels[hi]
-        return {"field": "max_chinese_ownership", "from": sc.max_chinese_ownership, "to": new,
-                "change": f"raise max_chinese_ownership from {sc.max_chinese_ownership:.4g} to "
-                          f"{new:.4g}"}
+        return {"field": lim.field, "from": old, "to": new,
+                "change": f"raise {lim.field} from {old:.4g} to {new:.4g}"}
 
-    def _least_drop(self, field: str, others: set[str]) -> dict[str, Any] | None:
-        """Fewest list entries to drop from an include/exclude/partners field (a small MIP)."""
-        sc = self.sc
-        data = self.opt.data
-        pos = data.positions
-        f = data.frame
-        m = self.model
-        self._enforce(others)
-        if field == "include_projects":
-            rows = [pos[p] for p in sc.include_projects]
-            expr = sum(1 - m.choose[i] for i in rows)
-        elif field == "exclude_projects":
-            rows = [pos[p] for p in sc.exclude_projects]
-            expr = sum(m.choose[i] for i in rows)
-        elif field == "partners":
-            rows = np.flatnonzero(~f["partner"].isin(sc.partners).to_numpy()).tolist()
-            expr = sum(m.choose[i] for i in rows)
-        else:
-            rows = np.flatnonzero(f["country"].isin(sc.exclude_countries)).tolist()
-            expr = sum(m.choose[i] for i in rows)
-        m.drop_obj = pyo.Objective(expr=expr, sense=pyo.minimize)
-        try:
-            out = self._run("none")
-        finally:
-            m.del_component(m.drop_obj)
+    def _least_drop(self, e: Entry, others: set[str]) -> dict[str, Any] | None:
+        """Fewest list entries to drop from a list filter (a small MIP: minimise the forced
+        projects left out, or the forbidden projects chosen)."""
+        lim, data = e.limit, self.probe.data
+        self.probe.enforce(self.sc, others)
+        rule = lim.forces if lim.forces is not None else lim.forbids
+        self.probe.minimise_chosen(np.flatnonzero(rule(data, e.value)).tolist(),
+                                   left_out=lim.forces is not None)
+        out = self._run()
         if not out.has_solution:
             return None
-        chosen = set(self.opt.stakes_of(out))
-        if field == "include_projects":
-            drop = [p for p in sc.include_projects if p not in chosen]
-            return {"field": field, "drop": drop,
-                    "change": "drop " + ", ".join(drop) + " from include_projects"}
-        if field == "exclude_projects":
-            drop = [p for p in sc.exclude_projects if p in chosen]
-            return {"field": field, "drop": drop,
-                    "change": "allow " + ", ".join(drop) + " (remove from exclude_projects)"}
-        if field == "partners":
-            leads = sorted(set(f.loc[[pos[p] for p in chosen], "partner"]) - set(sc.partners))
-            return {"field": field, "drop": leads,
-                    "change": "also allow deals led by " + " and ".join(leads)
-                              + " (add to partners)"}
-        countries = sorted(set(f.loc[[pos[p] for p in chosen], "country"])
-                           & set(sc.exclude_countries))
-        return {"field": field, "drop": countries,
-                "change": "allow " + ", ".join(countries) + " (remove from exclude_countries)"}
+        chosen = data.frame["project_id"].isin(list(self.probe.stakes_of(out))).to_numpy()
+        named = data.frame[lim.on].to_numpy()
+        if lim.forces is not None:  # forced entries left out
+            drop = [v for v in e.value if v not in set(named[chosen])]
+            change = "drop " + ", ".join(drop) + f" from {lim.field}"
+        elif lim.sense == "max" and set(e.value) & set(named[chosen]):  # an exclusion list
+            drop = [v for v in e.value if v in set(named[chosen])]
+            change = "allow " + ", ".join(drop) + f" (remove from {lim.field})"
+        else:  # an allow-list: what the portfolio needs beyond it
+            drop = sorted(set(named[chosen & lim.forbids(data, e.value)]))
+            change = f"also allow {lim.on} " + " and ".join(drop) + f" (add to {lim.field})"
+        return {"field": lim.field, "drop": drop, "change": change}
+
+
+def _numeric_fix(e: Entry, slack: float, found: float) -> dict[str, Any]:
+    """The change a freed slack says is enough, in the limit's own terms (``found``: the
+    level the portfolio found with the slack free reaches, for a share)."""
+    lim, old, path = e.limit, e.value, e.field_path
+    where = f" (plan year {e.key + 1})" if lim.index == "year" else ""
+    if lim.kind == "share":  # what the portfolio found needs (enough, maybe not least)
+        new = _up(max(found, old), 4)
+        return {"field": path, "from": old, "to": new,
+                "change": f"raise {path} from {old:.4g} to {new:.4g} (a portfolio meeting "
+                          f"every other limit exists there)"}
+    if lim.kind == "count":
+        new = int(old + round(slack)) if lim.sense == "max" else int(old - round(slack))
+        verb = "raise" if lim.sense == "max" else "lower"
+        return {"field": path, "from": old, "to": new,
+                "change": f"{verb} {path} from {old} to {new}"}
+    if lim.sense == "max":
+        new = _up(old + slack)
+        return {"field": path, "from": old, "to": new,
+                "change": f"raise {path}{where} from {old:,.6g} to "
+                          f"{value_words(lim, new, e.key)}"}
+    new = _down(old - slack)
+    return {"field": path, "from": old, "to": new,
+            "change": f"lower {path} from {old:,.6g} to {value_words(lim, new, e.key)} "
+                      f"({label(lim, e.key)} cannot reach {old:,.6g}: at most {new:,.6g})"}
 
 
 def _up(v: float, nd: int = 3) -> float:
@@ -274,10 +202,10 @@ def _down(v: float, nd: int = 3) -> float:
     return max(0.0, math.floor(v * f + 1e-9) / f)
 
 
-def diagnose_infeasible(opt: Optimizer, sc: Scenario) -> Diagnosis:
+def diagnose_infeasible(probe: Probe, sc: Scenario) -> Diagnosis:
     """Name the fields behind an infeasible scenario and what would fix it."""
-    fields = active_fields(sc, opt.data.n_years)
-    chk = _Checker(opt, sc)
+    fields = active_fields(sc, probe.data.n_years)
+    chk = _Checker(probe, sc)
     try:
         conflicts: list[str] = []
         pool = list(fields)
@@ -302,7 +230,7 @@ def diagnose_infeasible(opt: Optimizer, sc: Scenario) -> Diagnosis:
             else:
                 fixes.append(fix)
     finally:
-        apply_scenario(opt.built, sc)
+        probe.restore(sc)
     return Diagnosis(conflicts=conflicts, fixes=fixes, complete=chk.complete,
                      message=_message(sc, conflicts, fixes, alone_not_enough, chk.complete))
 

@@ -1,17 +1,20 @@
-"""Pyomo's persistent HiGHS interface, with what this project needs on top of it.
+"""The solver seam: everything HiGHS- and Pyomo-internal-specific, in one module.
 
-Everything here that reaches into Pyomo's private attributes (for speed) lives in this one
-module; ``tests/test_handover.py`` checks it gives HiGHS exactly the LP of Pyomo's stock path,
-and if the attributes it needs go missing in a future Pyomo, the stock path is used.
+This is the only module that imports ``highspy`` or reaches into Pyomo's private attributes.
+``tests/test_handover.py`` checks the fast hand-over gives HiGHS exactly the LP of Pyomo's
+stock path, and the hand-worked and brute-force tests run through both (``Session(backend=
+"stock")``); if the private attributes the fast path needs go missing in a future Pyomo, the
+stock path is used, and every private read below has a public fallback or is optional.
 
-On top of the hand-over shortcut:
-- a wall-clock deadline enforced through HiGHS's interrupt callbacks (``cbMipInterrupt``,
-  ``cbSimplexInterrupt``): HiGHS's own ``time_limit`` is only checked at some points of the
-  MIP search, and was measured running 1.8-2.5 s on a 1 s limit at 10,000 projects;
-- ``values()``: primal values read straight off HiGHS's solution array;
-- ``highs_threads()``: the HiGHS thread count a process should use (``OPTIMIZER_HIGHS_THREADS``;
-  HiGHS's scheduler is process-wide and fixed at its first run, so worker processes that share
-  a machine set it to 1 before they solve anything).
+What it provides:
+- :func:`make_persistent`: Pyomo's persistent HiGHS interface for a model, ``"stock"`` or
+  ``"fast"`` (batched hand-over, :class:`FastHighs`), with a wall-clock deadline enforced
+  through HiGHS's interrupt callbacks (``cbMipInterrupt``, ``cbSimplexInterrupt``): HiGHS's
+  own ``time_limit`` is only checked at some points of the MIP search, and was measured
+  running 1.8-2.5 s on a 1 s limit at 10,000 projects;
+- :func:`highs_options`: the HiGHS option names and values of a solve;
+- :func:`solve_lp`: a small LP straight in highspy (the exact stake re-solve);
+- :data:`NO_BOUND`, :func:`highs_version`, :func:`highs_threads`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Any
 
+import highspy
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.solver.solvers.highs import (
@@ -29,6 +34,14 @@ from pyomo.contrib.solver.solvers.highs import (
 )
 from pyomo.core.expr.numeric_expr import LinearExpression
 from pyomo.core.expr.numvalue import NumericConstant
+
+from .schema import SolverSettings
+
+# "No limit" on a mutable bound is HiGHS's infinity threshold, not math.inf: Pyomo's persistent
+# interface treats a row whose bound is inf when the model is handed over as unbounded for good
+# and would ignore later changes to that bound; 1e20 keeps the bound mutable and HiGHS reads it
+# as infinite.
+NO_BOUND = 1e20
 
 
 class _InterruptNote(logging.Filter):
@@ -50,8 +63,93 @@ def highs_threads() -> int | None:
     return int(v) if v.isdigit() and int(v) > 0 else None
 
 
-class FastHighs(Highs):
-    """Pyomo's persistent HiGHS interface with two batching shortcuts for large models.
+# HiGHS heuristics switched off, each measured (bench/README.md):
+FEASIBILITY_JUMP = False  # a quarter of a small solve's time, for incumbents found anyway
+ROOT_REDUCED_COST = False  # a sub-MIP that checks no time limit (4.6 s on a 2 s limit)
+TIGHT_TOL = 1e-9  # feasibility tolerances of certification re-solves (defaults 1e-7, 1e-6)
+
+
+def highs_options(settings: SolverSettings, *, exact: bool = False) -> dict[str, Any]:
+    """HiGHS options for one run of a scenario's ``solver`` settings; ``exact``: tight
+    feasibility tolerances (certification re-solves). Options persist on a HiGHS object, so
+    every run states all of them."""
+    tol = TIGHT_TOL if exact else None
+    options: dict[str, Any] = {
+        "presolve": settings.presolve,
+        "random_seed": settings.random_seed,
+        "output_flag": False,
+        "mip_heuristic_run_feasibility_jump": FEASIBILITY_JUMP,
+        "mip_heuristic_run_root_reduced_cost": ROOT_REDUCED_COST,
+        "primal_feasibility_tolerance": tol or 1e-7,
+        "mip_feasibility_tolerance": tol or 1e-6,
+    }
+    threads = highs_threads()
+    if threads:
+        options["threads"] = threads
+    return options
+
+
+class StockHighs(Highs):
+    """Pyomo's persistent HiGHS interface, hand-over unchanged, plus a deadline, fast reads
+    of the solution and quiet between runs."""
+
+    _deadline: float | None = None  # time.monotonic() past which HiGHS is interrupted
+    _watching = False
+    interrupted = False  # the last run was stopped by the deadline
+    last_results = None  # the results object of the last solve (public solution loader)
+
+    def solve(self, model, **kwds):
+        self.last_results = super().solve(model, **kwds)
+        return self.last_results
+
+    def _highspy(self):
+        """The highspy object behind Pyomo's interface (private; None if it moved)."""
+        return getattr(self, "_solver_model", None)
+
+    def mip_nodes(self) -> int | None:
+        """Branch-and-bound nodes of the last run (None where it cannot be read)."""
+        highs = self._highspy()
+        return None if highs is None else int(highs.getInfo().mip_node_count)
+
+    def quiet(self) -> None:
+        """No HiGHS output between solves either (a later bound change would print notes)."""
+        highs = self._highspy()
+        if highs is not None:
+            highs.setOptionValue("output_flag", False)
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """Interrupt HiGHS once ``time.monotonic()`` passes ``deadline`` (None: no deadline).
+        The callback is attached to the HiGHS object on first use and stays. Without access
+        to it, HiGHS's own ``time_limit`` is all there is."""
+        self._deadline = deadline
+        self.interrupted = False
+        highs = self._highspy()
+        if deadline is None or highs is None or self._watching:
+            return
+        for event in (highs.cbMipInterrupt, highs.cbSimplexInterrupt, highs.cbIpmInterrupt):
+            event.subscribe(self._interrupt)
+        self._watching = True
+
+    def _interrupt(self, e) -> None:
+        past = self._deadline is not None and time.monotonic() > self._deadline
+        self.interrupted |= past
+        # always state it: HiGHS keeps the flag between runs, so an interrupt that stopped
+        # one run would stop the next at once (seen with highspy 1.16)
+        e.interrupt(past)
+
+    def values(self, variables) -> np.ndarray:
+        """Primal values of ``variables`` from the last run, through Pyomo's public solution
+        loader."""
+        if self.last_results is None:
+            raise RuntimeError("no primal solution to read")
+        loader = self.last_results.solution_loader
+        read = getattr(loader, "get_vars", None) or loader.get_primals  # Pyomo 6.10 / 6.9
+        got = read(list(variables))
+        return np.array([got[v] for v in variables], dtype=float)
+
+
+class FastHighs(StockHighs):
+    """The persistent interface with two batching shortcuts for large models.
 
     1. Stock ``add_block`` discovers variables constraint by constraint and adds them to HiGHS a
        few at a time (20,000 ``addVars``/``changeColsIntegrality`` calls at 10,000 projects);
@@ -63,43 +161,22 @@ class FastHighs(Highs):
        mutable-parameter coefficients and bounds to HiGHS) is recorded the same way. Any
        other row takes the stock path.
 
-    ``tests/test_handover.py`` checks that both give HiGHS the identical LP. If Pyomo's
-    internals change (the attributes used here go missing), the stock path is used.
+    If Pyomo's internals change (the attributes used here go missing), the stock path is used.
     """
 
     _FAST = all(hasattr(Highs, a) for a in ("_add_constraints", "_check_for_new_vars"))
-    _deadline: float | None = None  # time.monotonic() past which HiGHS is interrupted
-    _watching = False
 
-    def mip_nodes(self) -> int | None:
-        """Branch-and-bound nodes of the last run."""
-        highs = getattr(self, "_solver_model", None)
-        return None if highs is None else int(highs.getInfo().mip_node_count)
-
-    def quiet(self) -> None:
-        """No HiGHS output between solves either (a later bound change would print notes)."""
-        self._solver_model.setOptionValue("output_flag", False)
-
-    def set_deadline(self, deadline: float | None) -> None:
-        """Interrupt HiGHS once ``time.monotonic()`` passes ``deadline`` (None: no deadline).
-        The callback is attached to the HiGHS object on first use and stays."""
-        self._deadline = deadline
-        self.interrupted = False
-        highs = getattr(self, "_solver_model", None)
-        if deadline is None or highs is None or self._watching:
-            return
-        for event in (highs.cbMipInterrupt, highs.cbSimplexInterrupt, highs.cbIpmInterrupt):
-            event.subscribe(self._interrupt)
-        self._watching = True
-
-    interrupted = False  # the last run was stopped by the deadline
-
-    def _interrupt(self, e) -> None:
-        past = self._deadline is not None and time.monotonic() > self._deadline
-        self.interrupted |= past
-        # always state it: HiGHS keeps the flag between runs, so an interrupt that stopped
-        # one run would stop the next at once (seen with highspy 1.16)
-        e.interrupt(past)
+    def values(self, variables) -> np.ndarray:
+        """Primal values read straight off HiGHS's solution array (a 20,000-variable read
+        through Pyomo's loader costs ~0.1 s); through the loader if the arrays moved."""
+        sol = getattr(self, "_sol", None)
+        var_map = getattr(self, "_pyomo_var_to_solver_var_map", None)
+        if sol is None or var_map is None:
+            return super().values(variables)
+        if not sol.value_valid:
+            raise RuntimeError("no primal solution to read")
+        col = np.asarray(sol.col_value)
+        return col[np.fromiter((var_map[id(v)] for v in variables), int, len(variables))]
 
     def add_block(self, block) -> None:
         known = getattr(self, "_referenced_variables", None)
@@ -109,16 +186,6 @@ class FastHighs(Highs):
             if fresh:
                 self.add_variables(fresh)
         super().add_block(block)
-
-    def values(self, variables) -> np.ndarray:
-        """Primal values of ``variables`` from the last run, read straight off HiGHS's
-        solution array (a 20,000-variable read through the loader costs ~0.1 s)."""
-        sol = getattr(self, "_sol", None)
-        if sol is None or not sol.value_valid:
-            raise RuntimeError("no primal solution to read")
-        col = np.asarray(sol.col_value)
-        var_map = self._pyomo_var_to_solver_var_map
-        return col[np.fromiter((var_map[id(v)] for v in variables), int, len(variables))]
 
     def add_constraints(self, cons) -> None:
         if not (self._FAST and hasattr(self, "_active_constraints")):
@@ -132,8 +199,6 @@ class FastHighs(Highs):
             super().add_constraints(slow)
 
     def _add_plain_rows(self, cons) -> None:
-        import highspy
-
         self._sol = None
         if self._last_results_object is not None:
             self._last_results_object.solution_loader.invalidate()
@@ -203,3 +268,53 @@ def _fast_row(con) -> bool:
         if type(c) not in _NUMBER and c.is_potentially_variable():
             return False
     return not any(v.fixed for v in body.linear_vars)
+
+
+def make_persistent(kind: str, model) -> StockHighs:
+    """Pyomo's persistent HiGHS interface holding ``model``: ``"fast"`` (batched hand-over)
+    or ``"stock"`` (Pyomo's own)."""
+    solver = FastHighs() if kind == "fast" else StockHighs()
+    solver.set_instance(model)
+    solver.quiet()
+    return solver
+
+
+def highs_version() -> str:
+    return ".".join(str(v) for v in StockHighs().version())
+
+
+def solve_lp(cost: np.ndarray, rows: np.ndarray, row_upper: np.ndarray, col_lower: np.ndarray,
+             col_upper: np.ndarray, *, maximize: bool = True, tol: float = 1e-10
+             ) -> np.ndarray | None:
+    """``max (min) cost @ s`` s.t. ``rows @ s <= row_upper``, ``col_lower <= s <= col_upper``
+    by HiGHS's simplex with tolerances ``tol``; the optimal ``s`` (a vertex), or None when
+    the LP has no optimum. ``rows`` is a dense (m, k) array: these LPs are small."""
+    k = len(cost)
+    lp = highspy.HighsLp()
+    lp.num_col_ = k
+    lp.num_row_ = len(rows)
+    lp.col_cost_ = np.asarray(cost, dtype=float)
+    lp.col_lower_ = np.asarray(col_lower, dtype=float)
+    lp.col_upper_ = np.asarray(col_upper, dtype=float)
+    lp.row_lower_ = np.full(len(rows), -highspy.kHighsInf)
+    lp.row_upper_ = np.asarray(row_upper, dtype=float)
+    lp.sense_ = highspy.ObjSense.kMaximize if maximize else highspy.ObjSense.kMinimize
+    mat = np.asarray(rows, dtype=float).reshape(len(rows), k)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    nz = mat != 0.0
+    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(nz.sum(axis=1))]).astype(np.int32)
+    lp.a_matrix_.index_ = np.nonzero(nz)[1].astype(np.int32)
+    lp.a_matrix_.value_ = mat[nz]
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    threads = highs_threads()  # HiGHS's scheduler is per process: keep its thread count
+    if threads:
+        h.setOptionValue("threads", threads)
+    h.setOptionValue("primal_feasibility_tolerance", tol)
+    h.setOptionValue("dual_feasibility_tolerance", tol)
+    h.setOptionValue("solver", "simplex")
+    h.passModel(lp)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return np.asarray(h.getSolution().col_value, dtype=float)

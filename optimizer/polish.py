@@ -11,14 +11,12 @@ model with ``choose`` fixed took seconds at 10,000 projects). Written from the d
 
 from __future__ import annotations
 
-import highspy
 import numpy as np
 
 from .data import ProjectData
-from .highs_backend import highs_threads
-from .schema import OUTPUT_COLUMNS, PRODUCTS, Scenario
-
-INF = highspy.kHighsInf
+from .highs_backend import solve_lp
+from .limits import entries, linear_form
+from .schema import PRODUCTS, Scenario
 
 
 def polish_stakes(data: ProjectData, sc: Scenario, rows: np.ndarray,
@@ -33,67 +31,33 @@ def polish_stakes(data: ProjectData, sc: Scenario, rows: np.ndarray,
     deal = data.col("deal_cost_musd")[rows]
     A: list[np.ndarray] = []
     b: list[float] = []
+    # every cap, floor and share of the table is linear in the chosen stakes once the chosen
+    # set is fixed (counts and filters are then constants, met by the set itself)
+    for e in entries(sc, data):
+        form = linear_form(e, data, sc) if e.limit.kind != "filter" else None
+        if form is None:
+            continue
+        kind, w = form
+        w = w[rows]
+        if e.limit.kind == "share" and not w.any():
+            continue  # no chosen project counts towards it: -value x T <= 0 holds
+        if kind == "cost":  # sum_p w_p (eq_p s_p + deal_p) <= cap, a share: (w_p - v) and 0
+            if e.limit.kind == "share":
+                w, cap = w - e.value, 0.0
+            else:
+                cap = e.value
+            A.append(w * eq)
+            b.append(cap - float(w @ deal))
+        else:  # sum_p w_p s_p >= floor
+            A.append(-w)
+            b.append(-float(e.value))
+    if sc.objective == "npv":
+        gain = data.col("npv_musd")[rows]
+    else:
+        weights = sc.weights()
+        gain = data.outputs[rows] @ np.array([weights[m] for m in PRODUCTS])
 
-    def cost_cap(w: np.ndarray, cap: float) -> None:
-        """sum_p w_p (eq_p s_p + deal_p) <= cap."""
-        A.append(w * eq)
-        b.append(cap - float(w @ deal))
-
-    one = np.ones(k)
-    india = data.col("india_share")[rows]
-    cost_cap(one, sc.budget_musd)
-    if sc.kabil_budget_musd is not None:
-        cost_cap(india, sc.kabil_budget_musd)
-    if sc.us_budget_musd is not None:
-        cost_cap(1.0 - india, sc.us_budget_musd)
-    for y, cap in enumerate(sc.annual_budget_musd or []):
-        if cap is not None and y < data.n_years:
-            cost_cap(data.spend[rows, y], cap)
-    if sc.max_country_share is not None:
-        codes = data.country_codes[0][rows]
-        for c in np.unique(codes):
-            cost_cap((codes == c) - sc.max_country_share, 0.0)
-    if sc.max_avg_risk is not None:
-        cost_cap(data.col("risk_score")[rows] - sc.max_avg_risk, 0.0)
-    if sc.max_china_processing_share is not None:
-        cost_cap(data.china_mask[rows] - sc.max_china_processing_share, 0.0)
-    out = {m: data.col(OUTPUT_COLUMNS[m])[rows] for m in PRODUCTS}
-    for m, floor in sc.min_output_t.items():
-        A.append(-out[m])
-        b.append(-float(floor))
-    w = sc.weights()
-    supply = sum(w[m] * out[m] for m in PRODUCTS)
-    if sc.min_weighted_supply is not None:
-        A.append(-supply)
-        b.append(-float(sc.min_weighted_supply))
-    gain = data.col("npv_musd")[rows] if sc.objective == "npv" else supply
-
-    lp = highspy.HighsLp()
-    lp.num_col_ = k
-    lp.num_row_ = len(A)
-    lp.col_cost_ = np.asarray(gain, dtype=float)
-    lp.col_lower_ = data.col("min_stake")[rows]
-    lp.col_upper_ = data.col("max_stake")[rows]
-    lp.row_lower_ = np.full(len(A), -INF)
-    lp.row_upper_ = np.asarray(b, dtype=float)
-    lp.sense_ = highspy.ObjSense.kMaximize
-    mat = np.vstack(A) if A else np.zeros((0, k))
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    nz = mat != 0.0
-    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(nz.sum(axis=1))]).astype(np.int32)
-    lp.a_matrix_.index_ = np.nonzero(nz)[1].astype(np.int32)
-    lp.a_matrix_.value_ = mat[nz]
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    threads = highs_threads()  # HiGHS's scheduler is per process: keep its thread count
-    if threads:
-        h.setOptionValue("threads", threads)
-    h.setOptionValue("primal_feasibility_tolerance", tol)
-    h.setOptionValue("dual_feasibility_tolerance", tol)
-    h.setOptionValue("solver", "simplex")
-    h.passModel(lp)
-    h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None
-    s = np.asarray(h.getSolution().col_value, dtype=float)
-    return np.clip(s, lp.col_lower_, lp.col_upper_)
+    lo, hi = data.col("min_stake")[rows], data.col("max_stake")[rows]
+    s = solve_lp(np.asarray(gain, dtype=float), np.vstack(A) if A else np.zeros((0, k)),
+                 np.asarray(b, dtype=float), lo, hi, maximize=True, tol=tol)
+    return None if s is None else np.clip(s, lo, hi)

@@ -9,7 +9,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .schema import MAGNET_PRODUCTS, PRODUCTS, Result
+from .schema import MAGNET_PRODUCTS, PRODUCTS, WITH_PORTFOLIO, Result
 
 HEADERS = {"tantalum": "Ta2O5 t/y", "niobium": "Nb2O5 t/y", "ree": "TREO t/y",
            "ndpr": "NdPr t/y", "dytb": "DyTb t/y"}
@@ -65,7 +65,7 @@ def render_table(result: Result, width: int = 200) -> str:
                          f"{tot.china_processing_share:.0%}; spend by plan year: "
                          + ", ".join(f"{v:,.1f}" for v in tot.annual_musd))
         parts.append(Text("\n".join(lines)))
-    elif result.status in ("optimal", "feasible"):
+    elif result.status in WITH_PORTFOLIO:
         parts.append(Text("The best portfolio under this scenario is to back nothing."))
     if result.binding:
         bt = Table(title="Binding limits (met exactly)", box=box.SIMPLE_HEAD, pad_edge=False,
@@ -76,6 +76,8 @@ def render_table(result: Result, width: int = 200) -> str:
         for b in result.binding:
             bt.add_row(field_label(b.field), f"{b.limit:,.4g}", f"{b.value:,.4g}")
         parts.append(bt)
+    if result.uncertainty is not None:
+        parts.append(Text(uncertainty_lines(result.uncertainty)))
     if result.diagnosis is not None:
         parts.append(Text("Why: " + result.diagnosis.message))
     if result.status == "no_solution":
@@ -83,3 +85,24 @@ def render_table(result: Result, width: int = 200) -> str:
                           "raise solver.time_limit_s."))
     console.print(Group(*parts))
     return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+
+
+def uncertainty_lines(u) -> str:
+    """The result's uncertainty block in a few lines (CONTRACT section 8)."""
+    def fig(f) -> str:
+        return (f"mean {f.mean:,.1f}, P5 {f.p5:,.1f}, median {f.p50:,.1f}, CVaR {f.cvar:,.1f} "
+                f"MUSD; within every spend cap in {f.within_caps_share:.0%} of draws, floors met "
+                f"in {f.floors_met_share:.0%}")
+
+    seed = "" if u.seed is None else f", seed {u.seed}"
+    lines = [f"Under uncertainty ({u.draws:,} draws, {u.source}{seed}; CVaR at "
+             f"{u.alpha:.0%}), on the draws it was chosen on: {fig(u)}"]
+    o = u.out_of_sample
+    if o is not None:
+        lines.append(f"On {o.draws:,} fresh draws ({o.source}, seed {o.seed}): this portfolio "
+                     f"{fig(o.portfolio)}")
+        if o.face_value is not None:
+            lines.append(f"  the face-value optimum there: {fig(o.face_value)}")
+            lines.append(f"  value of the stochastic solution (difference of the means): "
+                         f"{o.vss:+,.1f} MUSD")
+    return "\n".join(lines)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .check import portfolio_arrays
+from . import limits
 from .data import ProjectData
+from .limits import Holding, holding
 from .schema import PRODUCTS, Binding, Scenario, SelectedProject, Totals
-
-BIND_TOL = 1e-6
 
 
 def _r(v: float) -> float:
@@ -22,8 +21,8 @@ def portfolio(data: ProjectData, stakes: dict[str, float]
               ) -> tuple[list[SelectedProject], Totals]:
     """Selected projects (in table order) and totals for a {project_id: stake} portfolio."""
     f = data.frame
-    x, s = portfolio_arrays(data, stakes)
-    cost = data.col("equity_value_musd") * s + data.col("deal_cost_musd") * x
+    h = holding(data, stakes)
+    x, s, cost = h.x, h.s, h.cost
     india = data.col("india_share")
     value = data.col("npv_musd") * s - data.col("deal_cost_musd") * x
     out = data.outputs * s[:, None]
@@ -50,6 +49,8 @@ def portfolio(data: ProjectData, stakes: dict[str, float]
         cost_musd=_r(total), kabil_musd=_r((india * cost).sum()),
         us_musd=_r(((1 - india) * cost).sum()), npv_musd=_r(value.sum()),
         output_t={m: _r(out[:, j].sum()) for j, m in enumerate(PRODUCTS)},
+        india_output_t={m: _r(india @ out[:, j]) for j, m in enumerate(PRODUCTS)},
+        us_output_t={m: _r((1.0 - india) @ out[:, j]) for j, m in enumerate(PRODUCTS)},
         by_country_musd={k: _r(v) for k, v in by_country},
         avg_risk=_r((data.col("risk_score") * cost).sum() / total) if total > 0 else None,
         china_processing_share=_r(china / total) if total > 0 else None,
@@ -59,46 +60,31 @@ def portfolio(data: ProjectData, stakes: dict[str, float]
     return selected, totals
 
 
-def binding(scenario: Scenario, totals: Totals) -> list[Binding]:
-    """Scenario limits the portfolio meets with equality (within 1e-6 relative)."""
-    found: list[Binding] = []
-
-    def check(field: str, limit: float | None, value: float | None) -> None:
-        if limit is None or value is None:
-            return
-        if abs(value - limit) <= BIND_TOL * max(1.0, abs(limit)):
-            found.append(Binding(field=field, limit=float(limit), value=float(value)))
-
-    check("budget_musd", scenario.budget_musd, totals.cost_musd)
-    check("kabil_budget_musd", scenario.kabil_budget_musd, totals.kabil_musd)
-    check("us_budget_musd", scenario.us_budget_musd, totals.us_musd)
-    for k, cap in enumerate(scenario.annual_budget_musd or []):
-        if k < len(totals.annual_musd):
-            check(f"annual_budget_musd.{k}", cap, totals.annual_musd[k])
-    if scenario.max_country_share is not None and totals.cost_musd > 0:
-        for country, v in totals.by_country_musd.items():
-            check(f"max_country_share.{country}", scenario.max_country_share,
-                  v / totals.cost_musd)
-    check("max_avg_risk", scenario.max_avg_risk, totals.avg_risk)
-    check("max_china_processing_share", scenario.max_china_processing_share,
-          totals.china_processing_share)
-    check("min_countries", scenario.min_countries, totals.n_countries)
-    check("max_projects", scenario.max_projects, totals.n_projects)
-    for m, floor in scenario.min_output_t.items():
-        check(f"min_output_t.{m}", floor, totals.output_t[m])
-    if scenario.min_weighted_supply is not None:
-        w = scenario.weights()
-        check("min_weighted_supply", scenario.min_weighted_supply,
-              sum(w[m] * totals.output_t[m] for m in w))
-    return found
+def binding(data: ProjectData, scenario: Scenario, stakes: dict[str, float] | Holding
+            ) -> list[Binding]:
+    """Scenario limits the portfolio meets with equality (within 1e-6 relative), as the table
+    of limits reads them."""
+    h = stakes if isinstance(stakes, Holding) else holding(data, stakes)
+    return [Binding(field=p, limit=v, value=q) for p, v, q in limits.binding(data, scenario, h)]
 
 
-def objective_value(data: ProjectData, scenario: Scenario, totals: Totals) -> float:
-    """The objective recomputed from the portfolio (not read from the solver)."""
+def objective_value(data: ProjectData, scenario: Scenario, totals: Totals,
+                    stakes: dict[str, float] | None = None) -> float:
+    """The objective recomputed from the portfolio (not read from the solver); a stochastic
+    objective on the scenario's sample, from ``stakes``."""
     if scenario.objective == "npv":
         return totals.npv_musd
-    w = scenario.weights()
-    return float(sum(w[m] * totals.output_t[m] for m in PRODUCTS))
+    if scenario.objective == "supply":
+        w = scenario.weights()
+        return float(sum(w[m] * totals.output_t[m] for m in PRODUCTS))
+    if stakes is None:
+        raise ValueError(f"objective {scenario.objective!r} needs the portfolio's stakes")
+    from .risk import measure
+    from .sample import sample_for
+
+    fig = measure(data, scenario, sample_for(data, scenario), stakes)
+    lam = scenario.risk_aversion if scenario.objective == "mean_cvar" else 0.0
+    return (1.0 - lam) * fig.mean + lam * fig.cvar
 
 
 __all__ = ["portfolio", "binding", "objective_value"]

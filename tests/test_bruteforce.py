@@ -52,6 +52,9 @@ NULLABLE = ("kabil_budget_musd", "us_budget_musd", "max_country_share", "min_cou
             "max_projects", "max_avg_risk", "max_china_processing_share", "partners",
             "max_chinese_ownership")
 LISTS = ("include_projects", "exclude_projects", "exclude_countries")
+# the two sides' offtake floors: the share of a deal's offtake each side is entitled to
+SIDES = {"min_india_output_t": lambda india: india, "min_us_output_t": lambda india: 1.0 - india}
+FLOORS = ("min_output_t", *SIDES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,6 +158,11 @@ class BruteForce:
             A.append(-self.out[idx, PRODUCTS.index(m)])
             b.append(-float(floor))
             names.append(f"min_output_t.{m}")
+        for side, share in SIDES.items():  # each side takes its paid share of the offtake
+            for m, floor in (sc.get(side) or {}).items():
+                A.append(-share(self.india[idx]) * self.out[idx, PRODUCTS.index(m)])
+                b.append(-float(floor))
+                names.append(f"{side}.{m}")
         return np.array(A).reshape(len(A), len(idx)), np.array(b), names
 
     def value(self, sc: dict, idx: np.ndarray) -> tuple[np.ndarray, float]:
@@ -181,9 +189,11 @@ class BruteForce:
         for a, cap in caps:
             if cap is not None and math.isfinite(cap):
                 keep &= masks @ (a * low_cost) <= cap * (1 + 1e-6) + 1e-6
-        for m, floor in (sc.get("min_output_t") or {}).items():
-            most = masks @ (self.out[:, PRODUCTS.index(m)] * self.smax)
-            keep &= most >= floor * (1 - 1e-6) - 1e-6
+        for side in FLOORS:
+            share = SIDES.get(side, lambda india: 1.0)(self.india)
+            for m, floor in (sc.get(side) or {}).items():
+                most = masks @ (share * self.out[:, PRODUCTS.index(m)] * self.smax)
+                keep &= most >= floor * (1 - 1e-6) - 1e-6
         masks = masks[keep]
         # best case of each subset; visit in that order and stop once none can beat the best
         all_idx = np.arange(self.n)
@@ -248,7 +258,7 @@ def active_paths(sc: dict, n_years: int) -> set[str]:
     paths |= {k for k in NULLABLE if sc.get(k) is not None}
     paths |= {f"annual_budget_musd.{k}" for k, cap in enumerate(sc.get("annual_budget_musd") or [])
               if cap is not None and k < n_years}
-    paths |= {f"min_output_t.{m}" for m in sc.get("min_output_t") or {}}
+    paths |= {f"{side}.{m}" for side in FLOORS for m, v in (sc.get(side) or {}).items() if v > 0}
     paths |= {k for k in LISTS if sc.get(k)}
     return paths
 
@@ -256,7 +266,7 @@ def active_paths(sc: dict, n_years: int) -> set[str]:
 def relax(sc: dict, paths: set[str] | list[str]) -> dict:
     """The scenario with each named field dropped (null, empty, or an infinite budget)."""
     out = {**sc, "annual_budget_musd": list(sc.get("annual_budget_musd") or []),
-           "min_output_t": dict(sc.get("min_output_t") or {})}
+           **{side: dict(sc.get(side) or {}) for side in FLOORS}}
     for p in paths:
         if p == "budget_musd":
             out[p] = math.inf
@@ -266,8 +276,9 @@ def relax(sc: dict, paths: set[str] | list[str]) -> dict:
             out[p] = []
         elif p.startswith("annual_budget_musd."):
             out["annual_budget_musd"][int(p.split(".")[1])] = None
-        elif p.startswith("min_output_t."):
-            del out["min_output_t"][p.split(".")[1]]
+        elif p.split(".")[0] in FLOORS:
+            side, m = p.split(".")
+            del out[side][m]
         else:
             raise AssertionError(f"{p!r} is not a scenario field path")
     return out
@@ -367,6 +378,20 @@ def make_scenario(ds: int, j: int) -> dict[str, Any]:
             # near the optimum's own offtake (binding now and then), never above what exists
             sc.setdefault("min_output_t", {})[kind] = round(
                 min(possible, max(got * more.uniform(0.6, 1.05), 0.01)), 2)
+    # each side's offtake floor (added with the table of limits): a stream of its own, aimed
+    # near the reference optimum's own entitlement so that it bites in some cases
+    side_rng = np.random.default_rng([ds, j, 2027])
+    if j < 2 and side_rng.random() < 0.4:
+        side = ("min_india_output_t", "min_us_output_t")[(ds + j) % 2]
+        before = bf.solve(sc)
+        made = [i for i, m in enumerate(PRODUCTS[:3]) if bf.out[:, i].any()]
+        if before.status == "optimal" and made:
+            i = int(side_rng.choice(made))
+            share = SIDES[side](bf.india) * bf.out[:, i]
+            got = sum(share[bf.pos[p]] * v for p, v in before.stakes.items())
+            possible = float(share @ bf.smax)
+            sc[side] = {PRODUCTS[i]: round(min(possible, max(got * side_rng.uniform(0.8, 1.25),
+                                                             0.01)), 2)}
     if sc.get("objective") == "supply" and more.random() < 0.5:
         sc["supply_weights"][str(more.choice(["ndpr", "dytb"]))] = r3(more.uniform(1, 50))
     return sc
@@ -432,6 +457,19 @@ def test_matches_brute_force(ds: int, j: int) -> None:
         f"relaxed (e.g. {alone.stakes}), so they are not what makes it infeasible; {where}")
 
 
+@pytest.mark.parametrize("ds", range(0, N_DATASETS, 3))
+def test_stock_handover_matches_brute_force(ds: int) -> None:
+    """A third of the datasets, every scenario, through Pyomo's stock hand-over to HiGHS
+    (``backend="stock"``): the same optima and statuses as the reference."""
+    opt = Optimizer(dataset(ds), backend="stock")
+    for j in range(SCENARIOS_PER_DATASET):
+        ref = expected(ds, j)
+        result = opt.solve(Scenario.model_validate(make_scenario(ds, j)), diagnose=False)
+        assert result.status == ref.status, (ds, j, result.status, ref)
+        if ref.status == "optimal":
+            assert result.objective == pytest.approx(ref.objective, rel=REL, abs=ABS), (ds, j)
+
+
 def test_case_mix() -> None:
     """The generator produces what the cross-check needs: a fair share of infeasible cases,
     feasible cases where the scenario's limits cost something, and every field kind changing
@@ -458,7 +496,7 @@ def test_case_mix() -> None:
     kinds = ["budget_musd", "kabil_budget_musd", "us_budget_musd", "annual_budget_musd",
              "max_country_share", "min_countries", "max_projects", "min_output_t",
              "max_avg_risk", "max_china_processing_share", *LISTS, "partners",
-             "max_chinese_ownership"]
+             "max_chinese_ownership", *SIDES]
     count = {k: 0 for k in kinds}
     for ds, j in CASES:
         paths = active_paths(make_scenario(ds, j), reference(ds).n_years)

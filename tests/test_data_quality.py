@@ -9,10 +9,12 @@ or a broken rule makes a test fail.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -46,6 +48,7 @@ def facts() -> dict:
         "figs": figs.set_index("figure_id"),
         "assets": _read("assets.csv").set_index("asset_id"),
         "deals": _read("deals.csv").set_index("project_id"),
+        "unc": _read("uncertainty.csv"),
     }
 
 
@@ -441,7 +444,8 @@ def _normalised(facts, fid: str, capex: float) -> float:
     life = float(f.life_years) if f.life_years else p["life_default"]
     if f.rate_basis == "nominal":
         r = (1 + r) / (1 + p["inflation"]) - 1
-    npv = (npv + capex) * _af(0.08, life) / _af(r, life) - capex
+    if f.life_years:  # B2 only with a published life (an unknown cash-flow profile is not moved)
+        npv = (npv + capex) * _af(0.08, life) / _af(r, life) - capex
     tau = _tau(facts)
     if npv > 0:
         npv *= {"post-tax": 1.0, "pre-tax": tau, "unstated": (1 + tau) / 2}[f.tax_basis]
@@ -673,3 +677,192 @@ def test_base_kabil_budget_is_scaled_to_kabil_track_record(facts):
         "Argentina" in base["description"]
         and "National Critical Mineral Mission" in base["description"]
     )
+
+
+# ------------------------------------------------------------------------ issue 13: dates, levels
+STUDY_LEVELS = ("producing", "dfs", "pfs", "pea", "scoping", "estimate")
+
+
+def _level_of_study(study: str) -> str:
+    """Study level named by a study's title (the N1 figure's `study`)."""
+    t = study.lower()
+    if "pea" in t or "interim" in t:
+        return "pea"
+    if "pfs" in t or "pre-feasibility" in t or "optimisation" in t:
+        return "pfs"  # an optimisation study not stated to be a DFS is taken as PFS level
+    if "scoping" in t:
+        return "scoping"
+    if "dfs" in t or "bfs" in t or "fs" in t.split() or "feasibility" in t:
+        return "dfs"
+    raise AssertionError(f"unknown study level of {study!r}")
+
+
+def test_every_row_is_dated_from_its_value_and_price_figures(csv_rows, facts):
+    """`as_of` = the oldest dated figure of the capex, value and equity rules (recomputed here);
+    the USGS deck's date (MCS 2025, 2025-01) when none is dated."""
+    figs = facts["figs"]
+    for r in csv_rows.itertuples():
+        a = facts["assets"].loc[facts["deals"].loc[r.project_id, "asset_id"]]
+        dates = [
+            figs.loc[x, "study_date"]
+            for col in ("capex_rule", "value_rule", "equity_rule")
+            for x in _args(a[col])[1]
+            if x in figs.index and figs.loc[x, "study_date"]
+        ]
+        assert r.as_of == (min(dates) if dates else "2025-01"), r.project_id
+        assert len(r.as_of) == 7 and r.as_of[4] == "-", r.project_id
+
+
+def test_study_level_is_consistent_with_stage_and_study(csv_rows, facts):
+    seen = set()
+    for r in csv_rows.itertuples():
+        a = facts["assets"].loc[facts["deals"].loc[r.project_id, "asset_id"]]
+        assert r.study_level == a.study_level and r.study_level in STUDY_LEVELS, r.project_id
+        rule, args = _args(a.value_rule)
+        if a.producing_now == "true" and a.stage_class == "producing":
+            assert r.study_level == "producing", r.project_id
+        elif rule == "N1":
+            assert r.study_level == _level_of_study(facts["figs"].loc[args[0], "study"]), (
+                r.project_id
+            )
+        else:  # a rule value (N2) of an asset that is not producing: no study behind it
+            assert r.study_level == "estimate", r.project_id
+        seen.add(r.study_level)
+    assert {"producing", "dfs", "pfs", "pea", "estimate"} <= seen
+
+
+def test_every_row_gives_the_source_of_each_of_its_figures(csv_rows, facts):
+    """A reviewer reaches each figure's document from the row in one step: the row's `source`
+    quotes every figure's source, and that is an address unless it says why there is none."""
+    figs = facts["figs"]
+    for fid, f in figs.iterrows():
+        ok = "http" in f.source or "no URL reached" in f.source
+        if f.kind == "judgement":
+            ok = ok or f.source.startswith("judgement")
+        assert ok, f"{fid}: source is neither an address nor says that none was reached"
+    for r in csv_rows.itertuples():
+        head = r.source.split("|")[0]
+        ids = [x.strip() for x in head[len("figures: ") :].split("(")[0].split(",") if x.strip()]
+        sources = r.source.split("| sources: ")[1].split(" | estimates: ")[0]
+        for fid in ids:
+            assert figs.loc[fid, "source"] in sources, (r.project_id, fid)
+    no_url = [fid for fid, f in figs.iterrows() if "http" not in f.source]
+    assert len(no_url) < 25, no_url  # the known gaps, each saying why (README: open items)
+
+
+def test_rules_are_applied_to_every_asset_they_fit(facts):
+    figs, assets = facts["figs"], facts["assets"]
+    for aid, a in assets.iterrows():
+        prices = figs[(figs.asset_id == aid) & (figs.quantity == "transaction_price")].index
+        erule, eargs = _args(a.equity_rule)
+        if a.stage_class == "producing":
+            assert erule in ("E2", "E3", "E5", "E6", "E7"), aid
+        elif len(prices):  # an observed price of the undeveloped asset sets its price (E1T)
+            assert erule == "E1T" and eargs[0] in prices, aid
+        if erule == "E5":  # market capitalisation only for a listed producer (README: E5)
+            assert a.stage_class == "producing", aid
+        # CP1: a product with no operating or contracted non-China processor is China-processed
+        basis = a.china_processing_basis.lower()
+        if "neither built nor contracted" in basis or "no contracted" in basis:
+            assert a.china_processing == "true", aid
+        if "binding" in basis and "offtake" in basis and "refinery in australia" in basis:
+            assert a.china_processing == "false", aid
+    assert assets.loc["SONGWE", "china_processing"] == "true"
+    assert assets.loc["KANGANKUNDE", "china_processing"] == "false"
+    # Niobec: CEF Holdings is half Hong Kong (CK Hutchison), half Canadian (CIBC)
+    assert float(assets.loc["NIOBEC", "chinese_ownership"]) == pytest.approx(1 / 3 / 2, abs=1e-4)
+
+
+def test_one_output_basis(facts):
+    """Outputs are life-of-mine averages; a partial-period rate is allowed only where it is the
+    only published one, and then says so."""
+    figs = facts["figs"]
+    partial = ("first five years", "first 5 years", "first ten years", "first 10 years")
+    for fid, f in figs.iterrows():
+        if f.quantity.startswith("output") and any(p in f.note for p in partial):
+            assert "exception" in f.note and "flagged" in f.note, fid
+    assert float(figs.loc["MAK-ree", "value"]) == 1160.0  # Makuutu: life-of-mine, not 10-year
+
+
+def test_review_findings_of_issue_13(csv_rows, facts):
+    figs = facts["figs"]
+    # Elk Creek: the 2022 FS after-tax NPV8 is 2,350 (2,819 is pre-tax), capex 1,141
+    assert float(figs.loc["ELK-npv", "value"]) == 2350.0
+    assert figs.loc["ELK-npv", "tax_basis"] == "post-tax"
+    assert float(figs.loc["ELK-npvpre", "value"]) == 2819.0
+    assert float(figs.loc["ELK-capex", "value"]) == 1141.0
+    assert "scandium" in csv_rows.set_index("project_id").loc["US-ELKCREEK-US", "source"]
+    # Mibra: a capacity is not an output
+    assert not facts["assets"].loc["MIBRA", "ta_rule"].startswith("LB:")
+
+
+# ------------------------------------------------------------------------ default uncertainty model
+def _unc(facts) -> dict:
+    out: dict = {}
+    for r in facts["unc"].itertuples():
+        out.setdefault(r.name, {})[r.key] = float(r.value)
+    return out
+
+
+def test_uncertainty_parameters_cover_every_level_and_host_country(csv_rows, facts):
+    u, t = _unc(facts), facts["unc"]
+    assert set(t.kind) <= {"fact", "convention", "judgement"}
+    for r in t.itertuples():
+        assert r.source.strip() and r.note.strip() and r.unit.strip(), (r.name, r.key)
+        if r.kind == "fact":
+            assert "http" in r.source, (r.name, r.key)
+    for name in ("overrun_median", "overrun_sigma", "value_median", "value_sigma",
+                 "output_median", "output_sigma"):
+        assert set(u[name]) == set(STUDY_LEVELS), name
+    assert set(u["price_sigma"]) == {"tantalum", "niobium", "ree"}
+    assert set(u["price_corr"]) == {"tantalum|niobium", "tantalum|ree", "niobium|ree"}
+    hosts = set(csv_rows.country)
+    assert hosts | {"default"} <= set(u["disruption"]), hosts - set(u["disruption"])
+    assert set(u["age_sigma_per_year"]) == {"all"} and set(u["age_grace_years"]) == {"all"}
+
+
+def test_uncertainty_parameters_are_in_sane_ranges(facts):
+    u = _unc(facts)
+    for name in ("overrun_median", "value_median", "output_median"):
+        assert all(0.5 <= v <= 2.0 for v in u[name].values()), name
+    for name in ("overrun_sigma", "value_sigma", "output_sigma"):
+        vals = [u[name][k] for k in STUDY_LEVELS]
+        assert all(0.0 <= v <= 1.0 for v in vals), name
+        # the spread never narrows as the study gets less firm (producing excepted: no study)
+        assert vals[1:] == sorted(vals[1:]), name
+    assert all(0.05 <= v <= 1.0 for v in u["price_sigma"].values())
+    assert all(0.0 < v < 0.5 for v in u["disruption"].values())
+    assert 0 < u["age_sigma_per_year"]["all"] <= 0.2 and u["age_grace_years"]["all"] >= 0
+    c = u["price_corr"]
+    m = np.array([
+        [1.0, c["tantalum|niobium"], c["tantalum|ree"]],
+        [c["tantalum|niobium"], 1.0, c["niobium|ree"]],
+        [c["tantalum|ree"], c["niobium|ree"], 1.0],
+    ])
+    assert np.all(np.linalg.eigvalsh(m) > 0), "price correlation matrix is not positive definite"
+
+
+def test_uncertainty_parameters_follow_their_stated_derivations(facts):
+    """Recomputed from the published inputs quoted in the notes (independent arithmetic)."""
+    u = _unc(facts)
+    z90, z75, z80 = 1.2815516, 0.6744898, 0.8416212
+    bullock = {"dfs": (0.20, 0.27), "pfs": (0.27, 0.30), "pea": (0.50, 0.30),
+               "scoping": (0.50, 0.30)}  # capital-estimate accuracy (Bullock 2011)
+    for lvl, (lo, hi) in bullock.items():
+        want = (math.log(1 + hi) - math.log(1 - lo)) / (2 * z90)
+        assert u["overrun_sigma"][lvl] == pytest.approx(want, abs=1e-4), lvl
+    assert u["overrun_median"]["dfs"] == 1.14  # Bertisen and Davis: +14% at BFS
+    sv = (math.log(1.2) - math.log(0.8)) / (z75 + z80)  # AMC: 25% fail, 20% beat
+    assert u["value_sigma"]["dfs"] == pytest.approx(sv, abs=1e-4)
+    assert u["value_median"]["dfs"] == pytest.approx(math.exp(math.log(0.8) + z75 * sv), abs=1e-4)
+    # disruption: logistic in the WGI estimate through the two anchors
+    p_hi, p_lo = u["disruption_anchor"]["high"], u["disruption_anchor"]["low"]
+    b = (math.log(p_lo / (1 - p_lo)) - math.log(p_hi / (1 - p_hi))) / (-2.12 - 1.0)
+    a = math.log(p_hi / (1 - p_hi)) - b * 1.0
+    for iso, pv in u["wgi_pv"].items():
+        want = 1 / (1 + math.exp(-(a + b * pv)))
+        assert u["disruption"][iso] == pytest.approx(want, abs=1e-4), iso
+    assert u["disruption"]["CD"] == pytest.approx(p_lo, abs=1e-4)
+    ranked = sorted(u["wgi_pv"], key=u["wgi_pv"].get)
+    probs = [u["disruption"][k] for k in ranked]
+    assert probs == sorted(probs, reverse=True)  # less stable, more likely lost

@@ -28,11 +28,17 @@ def canonical_lp(solver) -> dict:
             if value[k] != 0.0:
                 entries[(rows[r], cols[c])] = round(float(value[k]), 12)
     integrality = list(lp.integrality_) or [None] * lp.num_col_
+    # a column in no row, fixed at 0 and costing nothing changes nothing: the fast path
+    # registers a block's variables at once (e.g. the slacks of the limits read on a sample,
+    # whose rows come with a sample), the stock path only those a row or objective names
+    used = {c for (_, c) in entries}
     return {
         "entries": entries,
         "rows": {rows[r]: (lp.row_lower_[r], lp.row_upper_[r]) for r in range(lp.num_row_)},
         "cols": {cols[c]: (lp.col_lower_[c], lp.col_upper_[c], lp.col_cost_[c],
-                           str(integrality[c])) for c in range(lp.num_col_)},
+                           str(integrality[c])) for c in range(lp.num_col_)
+                 if cols[c] in used or lp.col_cost_[c] != 0.0
+                 or (lp.col_lower_[c], lp.col_upper_[c]) != (0.0, 0.0)},
         "sense": str(lp.sense_),
     }
 

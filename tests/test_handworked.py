@@ -1,6 +1,9 @@
 """Small cases whose optimum was derived on paper (see the table in tests/conftest.py).
 
 Each docstring carries the working, so a reader can check the expected numbers by hand.
+Every case runs twice: through the fast hand-over to HiGHS and through Pyomo's stock one
+(``Optimizer(backend="stock")``), so a Pyomo upgrade that changes what the fast path relies on
+shows up here as a disagreement with the paper, not as a wrong answer.
 """
 
 from __future__ import annotations
@@ -11,7 +14,15 @@ from optimizer import Optimizer
 from optimizer.check import violations
 from optimizer.data import validate_projects
 
-from .conftest import scenario
+from .conftest import TINY_ROWS, scenario
+
+
+@pytest.fixture(scope="module", params=["fast", "stock"])
+def tiny_opt(request) -> Optimizer:
+    """The hand-worked table on each hand-over path (one persistent model per path)."""
+    import pandas as pd
+
+    return Optimizer(validate_projects(pd.DataFrame(TINY_ROWS)), backend=request.param)
 
 
 def stakes(result) -> dict[str, float]:

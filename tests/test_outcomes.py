@@ -81,7 +81,7 @@ def test_excluded_portfolios_then_plain_solves_on_one_optimizer(shipped):
     first = opt.solve(sc)
     seen = [frozenset(p.project_id for p in first.selected)]
     for _ in range(3):
-        alt = opt.solve(sc, exclude_portfolios=seen)
+        alt = opt.alternative(sc, exclude=seen)
         assert alt.status == "optimal"
         chosen = frozenset(p.project_id for p in alt.selected)
         assert chosen not in seen
@@ -89,7 +89,7 @@ def test_excluded_portfolios_then_plain_solves_on_one_optimizer(shipped):
         seen.append(chosen)
     again = opt.solve(sc)
     assert again.objective == pytest.approx(first.objective, rel=1e-9)
-    two_apart = opt.solve(sc, exclude_portfolios=seen[:1], min_difference=2)
+    two_apart = opt.alternative(sc, exclude=seen[:1], min_difference=2)
     chosen = {p.project_id for p in two_apart.selected}
     assert len(chosen ^ seen[0]) >= 2
 

@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from optimizer import InputError, csvsafe
 from optimizer.batch import parse_spec, row_count, varied_paths
-from optimizer.batch.files import FLAT_HEAD, flat_row
 from optimizer.batch.spec import validate_rows
 from optimizer.batch.summaries import Tally
+from optimizer.batch.table import FLAT_HEAD, flat_row
 
 from .. import problems
 from ..access import READ, Writer

@@ -4,9 +4,10 @@
 service share; ``run_to_folder`` is the CLI's form (files in a folder, resumable)."""
 
 from .engine import BatchError, InProcessExecutor, Progress, run_batch
-from .files import DirSink, varied_paths
+from .files import DirSink
 from .spec import BatchSpec, parse_spec, row_count
 from .summaries import Tally
+from .table import varied_paths
 
 __all__ = ["BatchError", "BatchSpec", "DirSink", "InProcessExecutor", "Progress", "Tally",
            "parse_spec", "row_count", "run_batch", "varied_paths"]

@@ -20,56 +20,18 @@ The rules (README "Monte Carlo"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
+from .. import sample
 from ..data import ProjectData
-from ..schema import MINERALS, PRODUCTS, Scenario
+from ..sample import Draw
+from ..schema import PRODUCTS, Scenario
 from .spec import MonteCarloSpec
 
 
-@dataclass(frozen=True)
-class Draw:
-    """One draw's perturbation of a table (arrays in row order)."""
-
-    index: int
-    price: dict[str, float]  # per mineral
-    overrun: np.ndarray  # per project, on equity_value_musd
-    output: np.ndarray  # per project, on every output
-    disrupted: list[str]  # countries
-
-    def summary(self) -> dict[str, Any]:
-        """What a result row records of its draw (the arrays in brief; the draw itself is
-        re-made exactly by ``make_draw(spec, data, index)``)."""
-        return {"index": self.index, "price": self.price,
-                "capex_overrun": _brief(self.overrun), "output_factor": _brief(self.output),
-                "disrupted_countries": self.disrupted}
-
-
-def _brief(a: np.ndarray) -> dict[str, float]:
-    return {"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max())}
-
-
 def make_draw(mc: MonteCarloSpec, data: ProjectData, index: int) -> Draw:
-    rng = np.random.default_rng([mc.seed, index])
-    n = data.n
-    z = np.linalg.cholesky(mc.correlation_matrix()) @ rng.standard_normal(len(MINERALS))
-    price = {m: float(mc.price[m].from_normal(z[k])) if m in mc.price else 1.0
-             for k, m in enumerate(MINERALS)}
-    zc = rng.standard_normal(n)
-    zo = rng.standard_normal(n)
-    codes, names = data.country_codes
-    u = rng.random(len(names))
-    overrun = mc.capex_overrun.from_normal(zc) if mc.capex_overrun else np.ones(n)
-    output = mc.output.from_normal(zo) if mc.output else np.ones(n)
-    disrupted: list[str] = []
-    if mc.disruption is not None:
-        p = np.array([mc.disruption.countries.get(c, mc.disruption.default) for c in names])
-        disrupted = [c for c, hit in zip(names, u < p, strict=True) if hit]
-    return Draw(index=index, price=price, overrun=np.asarray(overrun, dtype=float),
-                output=np.asarray(output, dtype=float), disrupted=disrupted)
+    """Draw ``index`` of a batch's Monte Carlo (the generator of ``optimizer.sample``)."""
+    return sample.make_draw(mc, mc.seed, data, index)
 
 
 def perturb(data: ProjectData, draw: Draw) -> ProjectData:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..data import ProjectData
-from ..schema import PRODUCTS, Scenario
+from ..schema import PRODUCTS, WITH_PORTFOLIO, BatchRow, Scenario
 from .spec import BatchSpec, SupplyFrontier, Task, expand, row_count, validate_rows
 from .summaries import Tally
 from .worker import ChunkContext, solve_tasks
@@ -111,7 +111,7 @@ def prepare_context(spec: BatchSpec, data: ProjectData, executor: Executor
     if mc is not None:
         fut = executor.submit(ChunkContext(diagnose=False), [Task(-1, dict(spec.base))])
         row = fut.result()[0]
-        if row["status"] in ("optimal", "feasible"):
+        if row["status"] in WITH_PORTFOLIO:
             base_stakes = {p["project_id"]: p["stake"] for p in row["selected"]}
         info["base_solution"] = {"status": row["status"], "objective": row.get("objective"),
                                   "selected": base_stakes or {}}
@@ -122,7 +122,7 @@ def prepare_context(spec: BatchSpec, data: ProjectData, executor: Executor
         rows = executor.submit(ChunkContext(diagnose=False),
                                [Task(-1, at_npv), Task(-2, at_max)]).result()
         supply = [sum(w[m] * r["totals"]["output_t"][m] for m in PRODUCTS)
-                  if r["status"] in ("optimal", "feasible") else None for r in rows]
+                  if r["status"] in WITH_PORTFOLIO else None for r in rows]
         if None in supply:
             raise BatchError("the base scenario has no portfolio, so a supply frontier has no "
                              "range: " + "; ".join(r["status"] for r in rows))
@@ -200,16 +200,14 @@ def run_batch(spec: BatchSpec, data: ProjectData, *, executor: Executor, sink: S
         except Exception as exc:  # noqa: BLE001 - the chunk's rows fail, the batch goes on
             if cancel.is_set():
                 continue
-            rows = [{"index": t.index, "status": "failed", "objective": None,
-                     "best_bound": None, "mip_gap": None, "selected": [], "diagnosis": None,
-                     "error": f"the worker running this row failed: {type(exc).__name__}: "
-                              f"{exc}", "scenario": t.scenario} for t in tasks]
+            why = f"the worker running this row failed: {type(exc).__name__}: {exc}"
+            rows = [BatchRow.failure(t.index, t.scenario, why).dump() for t in tasks]
         rows.sort(key=lambda r: r["index"])
         sink.write(rows)
         for r in rows:
             tally.add(r)
             sink.done.add(r["index"])
-            if ctx.reuse and r["status"] in ("optimal", "feasible") and "reused_from" not in r:
+            if ctx.reuse and r["status"] in WITH_PORTFOLIO and "reused_from" not in r:
                 recent.append((r["scenario"], _brief(r)))
         progress.done += len(rows)
         progress.failed += sum(r["status"] == "failed" for r in rows)

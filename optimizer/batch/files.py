@@ -19,11 +19,7 @@ from typing import Any
 
 from .. import csvsafe
 from ..errors import InputError
-from ..schema import PRODUCTS
-
-FLAT_HEAD = ["status", "objective", "best_bound", "mip_gap", "cost_musd", "kabil_musd",
-             "us_musd", "npv_musd", *[f"output_t.{m}" for m in PRODUCTS], "n_projects",
-             "selected"]
+from .table import FLAT_HEAD, flat_row
 
 
 def spec_sha256(spec_json: dict[str, Any]) -> str:
@@ -135,60 +131,6 @@ class DirSink:
                 w.writerow(flat_row(json.loads(fh.readline()), varied))
         write_selection_csv(self.dir / "selection.csv", selection)
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-
-
-def varied_paths(spec) -> list[str]:
-    """The field paths a batch varies (columns of results.csv), in spec order."""
-    if spec.grid is not None:
-        return list(spec.grid)
-    if spec.scenarios is not None:
-        paths: dict[str, None] = {}
-        for partial in spec.scenarios:
-            for k, v in partial.items():
-                if isinstance(v, dict) and k in ("min_output_t", "supply_weights", "solver"):
-                    for kk in v:
-                        paths[f"{k}.{kk}"] = None
-                else:
-                    paths[k] = None
-        return list(paths)
-    if spec.monte_carlo is not None:
-        return ["draw.price.tantalum", "draw.price.niobium", "draw.price.ree",
-                "draw.capex_overrun.mean", "draw.output_factor.mean",
-                "draw.disrupted_countries", "base_portfolio.objective", "base_portfolio.regret"]
-    return ["budget_musd"] if spec.frontier.kind == "budget" else ["min_weighted_supply"]
-
-
-def _get(row: dict[str, Any], path: str) -> Any:
-    if path.startswith(("draw.", "base_portfolio.")):
-        cur: Any = row
-        for part in path.split("."):
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        return ";".join(cur) if isinstance(cur, list) else cur
-    sc = row.get("scenario") or {}
-    parts = path.split(".")
-    cur = sc.get(parts[0])
-    if len(parts) == 2:
-        if isinstance(cur, list):
-            k = int(parts[1])
-            cur = cur[k] if k < len(cur) else None
-        elif isinstance(cur, dict):
-            cur = cur.get(parts[1])
-        else:
-            cur = None
-    if isinstance(cur, list):
-        return ";".join(str(v) for v in cur)
-    return cur
-
-
-def flat_row(row: dict[str, Any], varied: list[str]) -> list[Any]:
-    t = row.get("totals") or {}
-    out = t.get("output_t") or {}
-    sel = row.get("selected") or []
-    return [row["index"], *(_get(row, p) for p in varied), row.get("status"),
-            row.get("objective"), row.get("best_bound"), row.get("mip_gap"),
-            t.get("cost_musd"), t.get("kabil_musd"), t.get("us_musd"), t.get("npv_musd"),
-            *(out.get(m) for m in PRODUCTS), len(sel),
-            ";".join(p["project_id"] for p in sel)]
 
 
 def write_selection_csv(path: Path, selection: list[dict[str, Any]]) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 from ..data import load_projects, read_json_or_yaml
 from ..errors import InputError
 from .engine import Progress, run_batch
-from .files import DirSink, varied_paths
+from .files import DirSink
 from .spec import DEFAULT_MAX_ROWS, BatchSpec, parse_spec
+from .table import varied_paths
 
 
 def load_spec_file(path: Path) -> Any:

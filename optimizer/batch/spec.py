@@ -22,10 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..data import ProjectData, check_scenario_against, scenario_problems
 from ..errors import InputError, Problem
-from ..schema import MINERALS, Scenario, Text
+from ..limits import looseness_order
+from ..perturbations import Perturbations
+from ..schema import PRODUCT_MAP_FIELDS, PRODUCTS, Scenario, Text
 
 # Objects merged key by key; every other field (lists included) is replaced whole.
-MERGED_OBJECTS = ("min_output_t", "supply_weights", "solver")
+MERGED_OBJECTS = (*PRODUCT_MAP_FIELDS, "solver")  # merged key by key
 DEFAULT_MAX_ROWS = 100_000
 
 
@@ -38,107 +40,13 @@ def _strict() -> ConfigDict:
 # ---------------------------------------------------------------------------------------------
 
 
-class Lognormal(BaseModel):
-    """A lognormal factor: ``median * exp(sigma * z)``, z standard normal (median 1 and sigma
-    0.2 means about +-20 % in one standard deviation)."""
-
-    model_config = _strict()
-    dist: Literal["lognormal"]
-    median: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 1.0
-    sigma: Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)]
-
-    def from_normal(self, z: np.ndarray) -> np.ndarray:
-        return self.median * np.exp(self.sigma * z)
-
-
-class Triangular(BaseModel):
-    """A triangular factor on ``[low, high]`` with its mode at ``mode``."""
-
-    model_config = _strict()
-    dist: Literal["triangular"]
-    low: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
-    mode: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
-    high: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Triangular:
-        if not (self.low <= self.mode <= self.high) or self.low == self.high:
-            raise ValueError(f"needs low <= mode <= high and low < high, got low {self.low}, "
-                             f"mode {self.mode}, high {self.high}")
-        return self
-
-    def from_normal(self, z: np.ndarray) -> np.ndarray:
-        """Inverse CDF at Phi(z) (so a correlated normal drives it, Gaussian copula)."""
-        u = _normal_cdf(np.asarray(z, dtype=float))
-        a, c, b = self.low, self.mode, self.high
-        cut = (c - a) / (b - a)
-        left = a + np.sqrt(u * (b - a) * (c - a))
-        right = b - np.sqrt((1 - u) * (b - a) * (b - c))
-        return np.where(u < cut, left, right)
-
-
-Distribution = Annotated[Lognormal | Triangular, Field(discriminator="dist")]
-
-_erf = np.frompyfunc(math.erf, 1, 1)
-
-
-def _normal_cdf(z: np.ndarray) -> np.ndarray:
-    """Phi(z), the standard normal CDF (math.erf elementwise; no SciPy at run time)."""
-    return 0.5 * (1.0 + np.asarray(_erf(z / math.sqrt(2.0)), dtype=float))
-
-
-class Disruption(BaseModel):
-    """Each draw, every project of a country is unavailable with that country's probability
-    (``countries``, ISO codes) or ``default``."""
-
-    model_config = _strict()
-    default: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
-    countries: dict[str, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
-        default_factory=dict)
-
-
-class MonteCarloSpec(BaseModel):
+class MonteCarloSpec(Perturbations):
     """N seeded draws that perturb the project data (README: "Monte Carlo")."""
 
-    model_config = _strict()
     draws: Annotated[int, Field(ge=1)]
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
-    price: dict[Literal["tantalum", "niobium", "ree"], Distribution] = Field(
-        default_factory=dict,
-        description="per-mineral factor on each project's value (NPV + equity value)")
-    correlation: Annotated[float, Field(gt=-0.5, lt=1, allow_inf_nan=False)] | list[
-        list[float]] | None = Field(
-        None, description="between the minerals' price factors: one coefficient for every "
-        "pair, or a 3x3 matrix in the order tantalum, niobium, ree")
-    capex_overrun: Distribution | None = Field(
-        None, description="per-project factor on equity_value_musd")
-    output: Distribution | None = Field(None, description="per-project factor on every output")
-    disruption: Disruption | None = None
     reoptimize: bool = Field(True, description="solve every draw (false: only evaluate the "
                              "base portfolio under each draw)")
-
-    @model_validator(mode="after")
-    def _correlation(self) -> MonteCarloSpec:
-        self.correlation_matrix()  # raises on a bad matrix
-        return self
-
-    def correlation_matrix(self) -> np.ndarray:
-        k = len(MINERALS)
-        c = self.correlation
-        if c is None:
-            return np.eye(k)
-        if isinstance(c, float | int):
-            m = np.full((k, k), float(c))
-            np.fill_diagonal(m, 1.0)
-        else:
-            m = np.array(c, dtype=float)
-            if m.shape != (k, k):
-                raise ValueError(f"a correlation matrix must be {k}x{k} (tantalum, niobium, ree)")
-            if not np.allclose(m, m.T) or not np.allclose(np.diag(m), 1.0):
-                raise ValueError("a correlation matrix must be symmetric with 1 on the diagonal")
-        if np.linalg.eigvalsh(m).min() <= 1e-12:
-            raise ValueError("the correlation matrix is not positive definite")
-        return m
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +88,24 @@ class SupplyFrontier(BaseModel):
     points: Annotated[int, Field(ge=2, le=10_000)] = 11
 
 
-Frontier = Annotated[BudgetFrontier | SupplyFrontier, Field(discriminator="kind")]
+class RiskFrontier(BaseModel):
+    """Mean against CVaR (CONTRACT section 8): the base scenario's ``mean_cvar`` objective with
+    ``risk_aversion`` from 0 (the best mean) to 1 (the best CVaR) over ``points`` values (or
+    ``values``), each point a portfolio. The base must have an ``uncertainty`` sample."""
+
+    model_config = _strict()
+    kind: Literal["risk"]
+    points: Annotated[int, Field(ge=2, le=1000)] = 11
+    values: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] | None = None
+
+    def aversions(self) -> list[float]:
+        if self.values is not None:
+            return sorted(set(self.values))
+        return [float(v) for v in np.linspace(0.0, 1.0, self.points)]
+
+
+Frontier = Annotated[BudgetFrontier | SupplyFrontier | RiskFrontier,
+                     Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,9 +185,7 @@ def _path_ok(path: str) -> str | None:
     if len(parts) > 2:
         return f"{path!r} goes deeper than any scenario field"
     key = parts[1]
-    if head in ("min_output_t", "supply_weights"):
-        from ..schema import PRODUCTS
-
+    if head in PRODUCT_MAP_FIELDS:
         return None if key in PRODUCTS else f"unknown product {key!r} in {path!r}"
     if head == "solver":
         from ..schema import SolverSettings
@@ -276,6 +199,9 @@ def _path_ok(path: str) -> str | None:
             return (f"{path!r}: plan years are numbered 0, 1, ... up to {years - 1} "
                     f"(annual_budget_musd holds at most {years} years)")
         return None
+    if head == "uncertainty":  # the generator's numbers (a seed study, a sample's size)
+        return None if key in ("draws", "seed", "fresh_draws") else (
+            f"{path!r}: a path into uncertainty names draws, seed or fresh_draws")
     return f"{head!r} has no parts; {path!r} names nothing"
 
 
@@ -305,8 +231,9 @@ def set_path(scenario: dict[str, Any], path: str, value: Any) -> None:
 
 
 def merge(base: Mapping[str, Any], partial: Mapping[str, Any]) -> dict[str, Any]:
-    """``partial`` over ``base``: top-level fields replaced, ``min_output_t``,
-    ``supply_weights`` and ``solver`` merged key by key, lists replaced whole."""
+    """``partial`` over ``base``: top-level fields replaced, the product maps
+    (``min_output_t``, ``supply_weights``, ...) and ``solver`` merged key by key, lists
+    replaced whole."""
     out = copy.deepcopy(dict(base))
     for k, v in partial.items():
         if k in MERGED_OBJECTS and isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
@@ -376,7 +303,9 @@ def row_count(spec: BatchSpec) -> int:
     if spec.monte_carlo is not None:
         return spec.monte_carlo.draws
     f = spec.frontier
-    return len(f.budgets()) if isinstance(f, BudgetFrontier) else f.points
+    if isinstance(f, BudgetFrontier):
+        return len(f.budgets())
+    return len(f.aversions()) if isinstance(f, RiskFrontier) else f.points
 
 
 def validate_rows(spec: BatchSpec, data: ProjectData) -> None:
@@ -453,12 +382,8 @@ def expand(spec: BatchSpec, data: ProjectData | None = None,
     elif spec.grid is not None:
         paths = list(spec.grid)
         sizes = [len(v) for v in spec.grid.values()]
-        if loose_first:
-            from .reuse import looseness_order
-
-            orders = [looseness_order(p, v) for p, v in spec.grid.items()]
-        else:
-            orders = [list(range(n)) for n in sizes]
+        orders = [(looseness_order(p, v) if loose_first else None) or list(range(len(v)))
+                  for p, v in spec.grid.items()]
         for positions in itertools.product(*orders):
             i = 0
             for pos, n in zip(positions, sizes, strict=True):  # mixed radix, first slowest
@@ -478,6 +403,10 @@ def expand(spec: BatchSpec, data: ProjectData | None = None,
             for i, b in enumerate(f.budgets()):
                 sc = merge(base, {"budget_musd": b})
                 yield Task(i, sc, varied=(("budget_musd", b),))
+        elif isinstance(f, RiskFrontier):
+            for i, lam in enumerate(f.aversions()):
+                sc = merge(base, {"objective": "mean_cvar", "risk_aversion": lam})
+                yield Task(i, sc, varied=(("risk_aversion", lam),))
         else:
             if supply_range is None:
                 raise ValueError("a supply frontier needs supply_range")

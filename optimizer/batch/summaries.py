@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-OK = ("optimal", "feasible")
+from ..schema import WITH_PORTFOLIO
+
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
 
@@ -56,7 +57,7 @@ class Tally:
     def add(self, row: dict[str, Any]) -> None:
         st = row.get("status", "failed")
         self.status[st] += 1
-        if st in OK:
+        if st in WITH_PORTFOLIO:
             for p in row.get("selected") or []:
                 i = self.pos.get(p["project_id"])
                 if i is not None:
@@ -80,7 +81,7 @@ class Tally:
 
     @property
     def ok_rows(self) -> int:
-        return sum(self.status[s] for s in OK)
+        return sum(self.status[s] for s in WITH_PORTFOLIO)
 
     def selection(self) -> list[dict[str, Any]]:
         """Per project: rows choosing it, that share of the optimal/feasible rows, mean stake

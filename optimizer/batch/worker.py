@@ -9,15 +9,20 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from ..check import violations
+from ..check import broken_limits, structural
+from ..data import load_scenario
 from ..errors import InputError
-from ..schema import Scenario
+from ..limits import holding
+from ..schema import WITH_PORTFOLIO, BasePortfolioOnDraw, BatchRow, Scenario
 from ..solve import Optimizer
 from .draws import evaluate, make_draw, perturb
 from .reuse import loose_first, reusable
 from .spec import MonteCarloSpec, Task
 
 REUSE_WINDOW = 64  # recent rows a worker compares a new row with
+# The rows this worker process solved for the batch it is working on (one batch at a time
+# keeps its memory), across its chunks: batch token -> (scenario, row), newest last.
+_SOLVED: dict[str, deque[tuple[Scenario, dict[str, Any]]]] = {}
 
 
 @dataclass(frozen=True)
@@ -47,14 +52,10 @@ def solve_tasks(opt: Optimizer, ctx: ChunkContext, tasks: list[Task]) -> list[di
     reuse = ctx.reuse and ctx.monte_carlo is None and not ctx.frontier
     if reuse:
         tasks = loose_first(tasks, ctx.grid)
-        # the rows this worker solved for this batch, across its chunks
-        memo = opt.__dict__.setdefault("_batch_memo", {})
-        if ctx.token not in memo:
-            memo.clear()  # one batch at a time keeps its memory
-            memo[ctx.token] = deque(maxlen=REUSE_WINDOW)
-        solved = memo[ctx.token]
-        from ..data import load_scenario
-
+        if ctx.token not in _SOLVED:
+            _SOLVED.clear()
+            _SOLVED[ctx.token] = deque(maxlen=REUSE_WINDOW)
+        solved = _SOLVED[ctx.token]
         seen = {row["index"] for _, row in solved}
         for sc, row in ctx.priors:
             if row["index"] not in seen:
@@ -74,7 +75,7 @@ def solve_tasks(opt: Optimizer, ctx: ChunkContext, tasks: list[Task]) -> list[di
                               traceback.format_exc(limit=5))
             row["row_wall_s"] = round(time.perf_counter() - t0, 6)
             rows.append(row)
-            if ctx.frontier and row.get("status") in ("optimal", "feasible"):
+            if ctx.frontier and row.get("status") in WITH_PORTFOLIO:
                 previous = {p["project_id"]: p["stake"] for p in row["selected"]}
     finally:
         opt.use_data(base)
@@ -83,8 +84,6 @@ def solve_tasks(opt: Optimizer, ctx: ChunkContext, tasks: list[Task]) -> list[di
 
 def _reuse_or_solve(opt: Optimizer, ctx: ChunkContext, task: Task,
                     solved: deque[tuple[Scenario, dict[str, Any]]]) -> dict[str, Any]:
-    from ..data import load_scenario
-
     sc = load_scenario(task.scenario)
     for prior_sc, prior in reversed(solved):
         stakes = reusable(opt.data, (prior_sc, prior), sc)
@@ -95,10 +94,10 @@ def _reuse_or_solve(opt: Optimizer, ctx: ChunkContext, task: Task,
                 notes=[f"the portfolio of row {prior['index']}, a scenario at least as loose "
                        "in every limit, meets this row's limits exactly: answered without a "
                        "solve (optimal within that row's gap; its bound holds here)"])
-            return {"index": task.index, **res.model_dump(mode="json"),
-                    "scenario": task.scenario, "reused_from": prior["index"]}
+            return BatchRow.of(task.index, res, task.scenario,
+                               reused_from=prior["index"]).dump()
     row = _solve_one(opt, ctx, task, opt.base_data, None)
-    if row.get("status") in ("optimal", "feasible"):
+    if row.get("status") in WITH_PORTFOLIO:
         solved.append((sc, row))
     return row
 
@@ -108,36 +107,36 @@ def _solve_one(opt: Optimizer, ctx: ChunkContext, task: Task, base,
     if task.draw is None:
         res = opt.solve(task.scenario, diagnose=ctx.diagnose,
                         candidates=[previous] if previous else ())
-        return {"index": task.index, **res.model_dump(mode="json"), "scenario": task.scenario}
+        return BatchRow.of(task.index, res, task.scenario).dump()
     mc = ctx.monte_carlo
     draw = make_draw(mc, base, task.draw)
     data = perturb(base, draw)
     opt.use_data(data)
-    from ..data import load_scenario
-
-    sc = load_scenario(task.scenario)
-    row: dict[str, Any] = {"index": task.index}
-    if mc.reoptimize:
-        res = opt.solve(sc, diagnose=ctx.diagnose)
-        row.update(res.model_dump(mode="json"))
-    else:
-        row.update(status="evaluated", objective=None, best_bound=None, mip_gap=None,
-                   selected=[], diagnosis=None)
-    row["scenario"] = task.scenario
-    row["draw"] = draw.summary()
+    # a draw is one realisation: its portfolio is chosen at that draw's face value (perfect
+    # information), whatever sample the base scenario chose the base portfolio on
+    sc = load_scenario(task.scenario).at_face_value()
+    more: dict[str, Any] = {"draw": draw.summary()}
     if ctx.base_stakes is not None:
         value = evaluate(data, sc, ctx.base_stakes)
-        broken = violations(data, sc, ctx.base_stakes)
+        broken = broken_limits(data, sc, ctx.base_stakes)
+        structure = structural(data, holding(data, ctx.base_stakes))
         held = [p for p in ctx.base_stakes if data.unavailable is not None
                 and data.unavailable[data.positions[p]]]
-        row["base_portfolio"] = {
-            "objective": value,
-            "regret": (row["objective"] - value) if row.get("objective") is not None else None,
-            "meets_limits": not broken, "broken": broken[:5], "disrupted_projects": held}
-    return row
+        more["base_portfolio"] = BasePortfolioOnDraw(
+            objective=value, regret=None, meets_limits=not (broken or structure),
+            broken=(structure + [b.text for b in broken])[:5],
+            breaches=[{"path": b.path, "level": b.level, "limit": b.limit,
+                       "excess": b.excess} for b in broken if b.limit is not None],
+            disrupted_projects=held)
+    if mc.reoptimize:
+        row = BatchRow.of(task.index, opt.solve(sc, diagnose=ctx.diagnose), task.scenario,
+                          **more)
+    else:
+        row = BatchRow(index=task.index, status="evaluated", scenario=task.scenario, **more)
+    if row.base_portfolio is not None and row.objective is not None:
+        row.base_portfolio.regret = row.objective - row.base_portfolio.objective
+    return row.dump()
 
 
 def _failed(task: Task, error: str, trace: str | None = None) -> dict[str, Any]:
-    return {"index": task.index, "status": "failed", "objective": None, "best_bound": None,
-            "mip_gap": None, "selected": [], "diagnosis": None, "error": error,
-            "traceback": trace, "scenario": task.scenario}
+    return BatchRow.failure(task.index, task.scenario, error, trace).dump()

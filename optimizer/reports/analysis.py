@@ -14,7 +14,7 @@ on a changed copy of the scenario; nothing is rebuilt) compared with the run's o
 - **alternatives**: up to ``k`` portfolios within ``slack`` of the optimum, by modelling to
   generate alternatives (default): each keeps the least money in the projects of the optimum
   and of the alternatives before it, with its objective at least ``(1 - slack)`` x optimum
-  (``Optimizer.solve(away_from=..., min_objective=...)``), and differs from each of them in
+  (``Optimizer.alternative(away_from=..., min_objective=...)``), and differs from each of them in
   at least ``min_difference`` project choices (no-good cuts); or (``method="no_good"``) the
   best portfolio under the no-good cuts alone, kept while within the slack.
 
@@ -24,20 +24,21 @@ rendered any number of times without solving again.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..schema import Result, Scenario, Totals
+from ..limits import entry_at, label
+from ..schema import WITH_PORTFOLIO, Result, Scenario, Totals
 
 if TYPE_CHECKING:
     from ..solve import Optimizer
 
-OK = ("optimal", "feasible")
+OK = WITH_PORTFOLIO
 
 
 class AnalysisSettings(BaseModel):
@@ -193,8 +194,6 @@ class _Resolver:
         self.wall = 0.0
         self.solver_s = 0.0
         self.cache: dict[str, Result | None] = {}
-        self.can_exclude_portfolios = (
-            "exclude_portfolios" in inspect.signature(opt.solve).parameters)
 
     def scenario(self, update: dict[str, Any]) -> Scenario:
         solver = self.sc.solver.model_copy(update={"time_limit_s": self.limit_s})
@@ -210,7 +209,8 @@ class _Resolver:
         t0 = time.perf_counter()
         try:
             sc = self.scenario(update)
-            res: Result | None = self.opt.solve(sc, diagnose=False, **kw)
+            res: Result | None = (self.opt.alternative(sc, **kw) if kw
+                                  else self.opt.solve(sc, diagnose=False))
         except (ValueError, RuntimeError):
             # a change the scenario rejects (ValueError), or a portfolio that failed the
             # independent check (SolutionCheckError): never shown, recorded as "error"
@@ -238,10 +238,12 @@ def _objective(res: Result | None) -> float | None:
 
 
 def analyse(opt: Optimizer, scenario: Scenario, result: Result,
-            settings: AnalysisSettings | None = None) -> Analysis:
+            settings: AnalysisSettings | None = None, *,
+            on_progress: Callable[[str], None] | None = None) -> Analysis:
     """Compute the sensitivity figures and alternatives of ``result`` (the run of ``scenario``
     on ``opt``'s data), re-solving ``opt``'s built model. Infeasible runs get an empty
-    analysis (their report shows the diagnosis instead)."""
+    analysis (their report shows the diagnosis instead). ``on_progress`` is told, in words,
+    each part as it starts (for a progress line)."""
     st = settings or AnalysisSettings()
     t_start = time.perf_counter()
     out = Analysis(objective=scenario.objective, base_status=result.status,
@@ -271,6 +273,8 @@ def analyse(opt: Optimizer, scenario: Scenario, result: Result,
              ("alternatives", lambda: _alternatives(rs, scenario, result, chosen, st, out)),
              ("budget curve", lambda: _budget(rs, scenario, result, step, st, out, curve=True))]
     for name, run in parts:
+        if on_progress is not None:
+            on_progress(f"analysis: {name} ({rs.count} re-solves so far)")
         try:
             run()
         except _OutOfTime:
@@ -359,37 +363,37 @@ def _marginals(bv: BudgetValue) -> None:
 def _relaxation(sc: Scenario, field: str, step: float, st: AnalysisSettings
                 ) -> tuple[str, Any, float, float, str] | None:
     """(scenario field, new field value, old limit, new limit, step in words) for relaxing a
-    binding entry, or None when the field is unknown here."""
-    head, _, tail = field.partition(".")
-    if head in ("budget_musd", "kabil_budget_musd", "us_budget_musd"):
-        old = getattr(sc, head)
-        return head, old + step, old, old + step, f"+{step:,.6g} MUSD"
-    if head == "annual_budget_musd":
-        k = int(tail)
-        caps = list(sc.annual_budget_musd or [])
-        old = caps[k]
-        caps[k] = old + step
-        return head, caps, old, old + step, f"+{step:,.6g} MUSD in plan year {k + 1}"
-    if head in ("max_country_share", "max_china_processing_share", "max_chinese_ownership"):
-        old = getattr(sc, head)
+    binding entry by the step its row of the table of limits names, or None for a limit the
+    report does not relax (lists)."""
+    try:
+        e = entry_at(sc, field)
+    except (KeyError, IndexError, ValueError):
+        return None
+    lim, old = e.limit, e.value
+    if lim.step == "money":
+        new, words = old + step, f"+{step:,.6g} MUSD"
+        if lim.index == "year":
+            words += f" in plan year {e.key + 1}"
+    elif lim.step in ("share", "level"):
         new = min(1.0, old + st.share_step)
-        return head, new, old, new, f"+{(new - old) * 100:.3g} percentage points"
-    if head == "max_avg_risk":
-        old = sc.max_avg_risk
+        words = f"+{(new - old) * 100:.3g} percentage points"
+    elif lim.step == "risk":
         new = min(10.0, old + st.risk_step)
-        return head, new, old, new, f"+{new - old:.3g} risk points"
-    if head == "min_countries":
-        old = sc.min_countries
-        return head, max(0, old - 1), old, max(0, old - 1), "one country fewer"
-    if head == "max_projects":
-        old = sc.max_projects
-        return head, old + 1, old, old + 1, "one project more"
-    if head == "min_output_t":
-        old = sc.min_output_t[tail]
-        new = old * (1 - st.output_step)
-        return head, {**sc.min_output_t, tail: new}, old, new, \
-            f"-{st.output_step:.0%} of the floor"
-    return None
+        words = f"+{new - old:.3g} risk points"
+    elif lim.step == "count":
+        new = old + 1 if lim.sense == "max" else max(0, old - 1)
+        words = f"one {'more' if lim.sense == 'max' else 'fewer'} ({label(lim)})"
+    elif lim.step == "floor":
+        new, words = old * (1 - st.output_step), f"-{st.output_step:.0%} of the floor"
+    else:
+        return None
+    value: Any = new
+    if lim.index == "year":
+        value = list(getattr(sc, lim.field))
+        value[e.key] = new
+    elif lim.index == "product":
+        value = {**getattr(sc, lim.field), e.key: new}
+    return lim.field, value, old, new, words
 
 
 def _limits(rs: _Resolver, sc: Scenario, result: Result, step: float, st: AnalysisSettings,
@@ -397,7 +401,7 @@ def _limits(rs: _Resolver, sc: Scenario, result: Result, step: float, st: Analys
     out.limits_method = (
         "Each binding limit is relaxed alone by the stated step (money limits by "
         f"{step:,.6g} MUSD, shares by {st.share_step * 100:.3g} percentage points, average "
-        f"risk by {st.risk_step:g}, output floors by {st.output_step:.0%}, country and "
+        f"risk by {st.risk_step:g}, floors by {st.output_step:.0%}, country and "
         "project counts by one) and the model re-solved; gain = new objective minus the "
         "run's. Limits with room to spare are not re-solved.")
     seen: dict[str, LimitValue] = {}
@@ -408,7 +412,7 @@ def _limits(rs: _Resolver, sc: Scenario, result: Result, step: float, st: Analys
             out.notes.append(f"No relaxation rule for binding limit {b.field}; not re-solved.")
             continue
         fld, value, old, new, words = relax
-        key = fld if fld in ("max_country_share",) else b.field
+        key = entry_at(sc, b.field).field_path
         if key in seen:
             seen[key].binding.append(b.field)
             continue
@@ -486,16 +490,30 @@ def _forced(rs: _Resolver, opt: Optimizer, sc: Scenario, result: Result, chosen:
     what = "NPV at its largest stake minus its deal cost" if sc.objective == "npv" else \
         "weighted supply at its largest stake"
     out.forced_method = (
-        f"The {st.forced_candidates} rejected projects the scenario allows with the largest "
+        f"The {st.forced_candidates} assets left out that the scenario allows with the largest "
         f"own contribution ({what}), each forced in alone (added to include_projects) and the "
-        "model re-solved; loss = the run's objective minus the re-solve's.")
+        "model re-solved; loss = the run's objective minus the re-solve's. Other deal "
+        "structures of an asset already backed (its exclusive_group) are not left-out assets; "
+        "an asset offered in several structures is tried in its best one.")
     if st.forced_candidates == 0:
         return
     f = opt.data.frame
-    rows = [i for i in _allowed(opt, sc) if f["project_id"].iat[i] not in chosen]
+    group = f["exclusive_group"].fillna("").astype(str).str.strip()
+    backed = {group.iat[i] for i in range(opt.data.n)
+              if f["project_id"].iat[i] in chosen and group.iat[i]}
+    rows = [i for i in _allowed(opt, sc)
+            if f["project_id"].iat[i] not in chosen and group.iat[i] not in backed]
     rows.sort(key=lambda i: -_standalone_value(opt, sc, i))
+    seen: set[str] = set()
+    assets = []  # the best structure of each asset left out
+    for i in rows:
+        if group.iat[i]:
+            if group.iat[i] in seen:
+                continue
+            seen.add(group.iat[i])
+        assets.append(i)
     base = result.objective
-    for i in rows[:st.forced_candidates]:
+    for i in assets[:st.forced_candidates]:
         pid = f["project_id"].iat[i]
         info = dict(project_id=pid, name=str(f["name"].iat[i]), country=f["country"].iat[i],
                     mineral=f["mineral"].iat[i], partner=f["partner"].iat[i])
@@ -533,13 +551,9 @@ def _alternatives(rs: _Resolver, sc: Scenario, result: Result, chosen: set[str],
         "that project.")
     if st.alternatives == 0:
         return
-    if not rs.can_exclude_portfolios:
-        out.alternatives_note = ("Alternatives need Optimizer.solve(exclude_portfolios=...), "
-                                 "which this version of the library does not have.")
-        return
     found = [sorted(chosen)]
     while len(out.alternatives) < st.alternatives:
-        res = rs({}, exclude_portfolios=[list(s) for s in found],
+        res = rs({}, exclude=[list(s) for s in found],
                  min_difference=st.min_difference)
         obj = _objective(res)
         if obj is None:
@@ -589,7 +603,7 @@ def _alternatives_mga(rs: _Resolver, result: Result, chosen: set[str], st: Analy
     found = [sorted(chosen)]
     away = set(chosen)
     while len(out.alternatives) < st.alternatives:
-        res = rs({}, exclude_portfolios=[list(s) for s in found],
+        res = rs({}, exclude=[list(s) for s in found],
                  min_difference=st.min_difference, away_from=sorted(away),
                  min_objective=floor)
         obj = _objective(res)

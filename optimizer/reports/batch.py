@@ -9,7 +9,9 @@ failed), so a 10,000-row batch fits in a few tens of MB.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +20,11 @@ from typing import Any
 import numpy as np
 
 from .. import csvsafe
+from ..batch.summaries import quantiles
 from ..errors import InputError
+from ..schema import WITH_PORTFOLIO
 
-OK = ("optimal", "feasible")
+OK = WITH_PORTFOLIO
 SIDE_BY_SIDE = 12  # rows in the side-by-side table of an HTML report
 
 
@@ -43,6 +47,8 @@ class BatchRow:
     base_value: float | None = None  # Monte Carlo: the base portfolio's value in this draw
     base_regret: float | None = None
     base_meets_limits: bool | None = None
+    base_broken: list[str] = field(default_factory=list)  # the limits it breaks, in brief
+    binding: list[str] = field(default_factory=list)  # scenario limits met exactly
 
     @property
     def ok(self) -> bool:
@@ -100,6 +106,102 @@ class BatchView:
         """The rows shown next to each other: all of a small batch, else the first ones."""
         return self.rows[:limit]
 
+    def limit_breaks(self) -> list[LimitBreak]:
+        """Monte Carlo: each scenario limit the base portfolio, held fixed, breaks in some
+        draws: in how many, and by how much (median and P95 of the excess over the limit)."""
+        base_sc = self.spec.get("base") or {}
+        by: dict[str, list[float | None]] = {}
+        truncated = 0
+        rows = [r for r in self.rows if r.base_meets_limits is not None]
+        for r in rows:
+            truncated += len(r.base_broken) >= BROKEN_KEPT
+            for text in r.base_broken:
+                fld, excess = parse_break(text, base_sc)
+                by.setdefault(fld, []).append(excess)
+        out = []
+        for fld, xs in by.items():
+            nums = [x for x in xs if x is not None]
+            q = quantiles(nums) if nums else None
+            out.append(LimitBreak(fld, path_words(fld), break_unit(fld), len(xs),
+                                  len(xs) / len(rows) if rows else 0.0,
+                                  q["p50"] if q else None, q["p95"] if q else None,
+                                  truncated))
+        out.sort(key=lambda b: (-b.draws, b.field))
+        return out
+
+    def regret_within(self) -> tuple[int, dict[str, float] | None]:
+        """Monte Carlo: the base portfolio's regret among the draws where it stays within
+        every limit (elsewhere it can "earn" more by overspending: negative regret)."""
+        xs = [r.base_regret for r in self.rows
+              if r.base_meets_limits and r.base_regret is not None]
+        return len(xs), quantiles(xs)
+
+    def grid_tables(self) -> list[GridTable]:
+        """A grid's objective by its first field (rows) and second (columns); with more than
+        two fields one table per combination of the others. A one-field grid is one column."""
+        if self.kind != "grid" or not self.varied:
+            return []
+        grid = self.spec["grid"]
+        f1 = self.varied[0]
+        f2 = self.varied[1] if len(self.varied) > 1 else None
+        rest = self.varied[2:]
+        cell: dict[tuple, BatchRow] = {}
+        for r in self.rows:
+            cell[tuple(_key(r.varied.get(p)) for p in self.varied)] = r
+        out = []
+        for fixed in itertools.product(*(grid[p] for p in rest)):
+            ys = list(grid[f1])
+            xs = list(grid[f2]) if f2 else [None]
+            values: list[list[float | None]] = []
+            rows: list[list[BatchRow | None]] = []
+            for y in ys:
+                line, rline = [], []
+                for x in xs:
+                    key = (_key(y),) + ((_key(x),) if f2 else ()) + tuple(map(_key, fixed))
+                    r = cell.get(key)
+                    rline.append(r)
+                    line.append(r.objective if r is not None and r.ok else None)
+                values.append(line)
+                rows.append(rline)
+            out.append(GridTable(f1, f2, ys, xs, values, rows, dict(zip(rest, fixed,
+                                                                        strict=True))))
+        return out
+
+    def frontier_view(self) -> FrontierView | None:
+        """A frontier's points in order of the traded quantity, the base scenario's point,
+        and the stretches where the objective stays flat with the limits that bind there."""
+        fk = self.frontier_kind
+        if fk is None or not self.varied:
+            return None
+        path = self.varied[0]
+        pts = sorted((r for r in self.rows if r.ok and isinstance(r.varied.get(path),
+                                                                   (int, float))),
+                     key=lambda r: r.varied[path])
+        base_x: float | None = None
+        base_y: float | None = None
+        if fk == "budget":
+            base_x = (self.spec.get("base") or {}).get("budget_musd")
+            hit = [r for r in pts if base_x is not None and abs(r.varied[path] - base_x) < 1e-9]
+            base_y = hit[0].objective if hit else None
+        elif pts:  # a supply frontier starts at the base scenario's NPV optimum
+            base_x, base_y = pts[0].varied[path], pts[0].objective
+        flats = []
+        k = 0
+        while k < len(pts) - 1:
+            j = k
+            while j + 1 < len(pts) and _same(pts[j + 1].objective, pts[k].objective):
+                j += 1
+            if j > k:
+                stretch = pts[k:j + 1]
+                binds: dict[str, None] = {}
+                for r in stretch:
+                    binds.update(dict.fromkeys(b for b in r.binding if b != path))
+                flats.append(FlatStretch(stretch[0].varied[path], stretch[-1].varied[path],
+                                         stretch[0].objective, [r.index for r in stretch],
+                                         list(binds)))
+            k = j + 1
+        return FrontierView(path, pts, base_x, base_y, flats)
+
     def histogram(self, values: list[float], bins: int = 20) -> list[tuple[float, float, int]]:
         a = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
         if a.size == 0:
@@ -107,6 +209,182 @@ class BatchView:
         counts, edges = np.histogram(a, bins=min(bins, max(1, a.size)))
         return [(float(edges[i]), float(edges[i + 1]), int(counts[i]))
                 for i in range(len(counts))]
+
+
+BROKEN_KEPT = 5  # a batch row keeps at most this many broken limits (optimizer.batch.worker)
+
+
+@dataclass
+class LimitBreak:
+    field: str
+    words: str
+    unit: str
+    draws: int
+    share: float
+    median: float | None
+    p95: float | None
+    truncated_rows: int = 0  # rows that kept only the first BROKEN_KEPT broken limits
+
+
+@dataclass
+class GridTable:
+    row_field: str
+    col_field: str | None
+    row_values: list[Any]
+    col_values: list[Any]
+    values: list[list[float | None]]  # objective [row][col]; None: no portfolio
+    rows: list[list[BatchRow | None]]
+    fixed: dict[str, Any]  # the other varied fields' values (grids of more than two fields)
+
+    def marginals(self, axis: int) -> tuple[str, list[list[float | None]]]:
+        """(unit, [[marginal]]) along the rows (axis 0: between row i and i + 1, per column)
+        or the columns (axis 1): objective change per step of the field, scaled to a
+        reader's unit (per US$100 M, per percentage point, or per unit)."""
+        fld = self.row_field if axis == 0 else self.col_field
+        vals = self.row_values if axis == 0 else self.col_values
+        if fld is None:
+            return "", []
+        scale, unit = marginal_scale(fld)
+        out: list[list[float | None]] = []
+        if axis == 0:
+            for i in range(len(vals) - 1):
+                out.append([_slope(self.values[i][j], self.values[i + 1][j], vals[i],
+                                   vals[i + 1], scale) for j in range(len(self.col_values))])
+        else:
+            for i in range(len(self.row_values)):
+                out.append([_slope(self.values[i][j], self.values[i][j + 1], vals[j],
+                                   vals[j + 1], scale) for j in range(len(vals) - 1)])
+        return unit, out
+
+
+@dataclass
+class FlatStretch:
+    low: float
+    high: float
+    objective: float | None
+    indices: list[int]
+    binding: list[str]  # limits that bind somewhere on it (the traded quantity left out)
+
+
+@dataclass
+class FrontierView:
+    path: str
+    points: list[BatchRow]
+    base_x: float | None
+    base_y: float | None
+    flats: list[FlatStretch]
+
+
+def _key(v: Any) -> Any:
+    """A grid value as a dictionary key (lists from JSON become tuples; 1 and 1.0 alike)."""
+    if isinstance(v, list):
+        return tuple(_key(x) for x in v)
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return False
+    return abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b))
+
+
+def _slope(a: float | None, b: float | None, x0: Any, x1: Any, scale: float) -> float | None:
+    if a is None or b is None or not all(isinstance(x, (int, float)) for x in (x0, x1)) \
+            or x1 == x0:
+        return None
+    return (b - a) / (x1 - x0) * scale
+
+
+def marginal_scale(path: str) -> tuple[float, str]:
+    """How a marginal along a field is stated: (factor on d objective / d value, unit)."""
+    head = path.split(".")[0]
+    if head.endswith("_musd"):
+        return 100.0, "per extra US$100 M"
+    if head in SHARE_FIELDS:
+        return 0.01, "per percentage point"
+    return 1.0, "per unit of " + path
+
+
+SHARE_FIELDS = ("max_country_share", "max_china_processing_share", "max_chinese_ownership")
+FIELD_WORDS = {
+    "budget_musd": "total budget (US$ M)", "kabil_budget_musd": "KABIL budget (US$ M)",
+    "us_budget_musd": "US partners' budget (US$ M)",
+    "max_country_share": "country cap (share of spend)",
+    "min_countries": "host countries, at least",
+    "max_projects": "projects, at most", "max_avg_risk": "average-risk cap (1-10)",
+    "max_china_processing_share": "cap on China-processed spend (share)",
+    "max_chinese_ownership": "cap on Chinese ownership of a project (share)",
+    "min_weighted_supply": "floor on weighted supply", "objective": "objective",
+    "exclude_countries": "countries excluded", "exclude_projects": "projects excluded",
+    "include_projects": "projects forced in", "partners": "lead partners allowed",
+    "draw.price.tantalum": "tantalum price factor", "draw.price.niobium": "niobium price factor",
+    "draw.price.ree": "rare-earth price factor",
+    "draw.capex_overrun.mean": "capex overrun factor (mean over projects)",
+    "draw.output_factor.mean": "output factor (mean over projects)",
+    "draw.disrupted_countries": "countries disrupted",
+}
+_PRODUCTS = {"tantalum": "Ta2O5", "niobium": "Nb2O5", "ree": "TREO", "ndpr": "NdPr oxide",
+             "dytb": "Dy+Tb oxide"}
+
+
+def path_words(path: str) -> str:
+    """A scenario field path (or a Monte-Carlo draw figure) in words."""
+    if path in FIELD_WORDS:
+        return FIELD_WORDS[path]
+    head, _, tail = path.partition(".")
+    if head == "annual_budget_musd" and tail.isdigit():
+        return f"spend cap in plan year {int(tail) + 1} (US$ M)"
+    if head == "min_output_t":
+        return f"floor on {_PRODUCTS.get(tail, tail)} offtake (t/y)"
+    if head == "supply_weights":
+        return f"supply weight of {_PRODUCTS.get(tail, tail)}"
+    if head == "max_country_share" and tail:
+        return f"country cap: {tail}"
+    if head == "solver":
+        return f"solver {tail}"
+    return path
+
+
+def break_unit(path: str) -> str:
+    head = path.split(".")[0]
+    if head.endswith("_musd"):
+        return "US$ M over the cap"
+    if head in SHARE_FIELDS:
+        return "percentage points over the cap"
+    if head == "max_avg_risk":
+        return "risk points over the cap"
+    if head == "min_output_t":
+        return "t/y short of the floor"
+    if head in ("min_countries", "max_projects"):
+        return "count"
+    if head == "min_weighted_supply":
+        return "short of the floor"
+    return ""
+
+
+_NUM = r"(-?[0-9.]+(?:e[-+]?[0-9]+)?)"
+
+
+def parse_break(text: str, base: dict[str, Any]) -> tuple[str, float | None]:
+    """(field, by how much) from one of the base portfolio's broken limits as the batch row
+    words it (optimizer.check.violations): "budget_musd: 1650.2 exceeds 1600",
+    "max_country_share: US takes 0.31 of spend", "min_output_t.ree: 900 < 1000", ..."""
+    fld, _, rest = text.partition(":")
+    fld = re.sub(r"\s*\(plan year \d+\)$", "", fld.strip())
+    rest = rest.strip()
+    head = fld.split(".")[0]
+    if m := re.fullmatch(rf"(?:average risk )?{_NUM} exceeds {_NUM}", rest):
+        return fld, float(m.group(1)) - float(m.group(2))
+    if m := re.fullmatch(rf"{_NUM} ([<>]) {_NUM}", rest):
+        a, b = float(m.group(1)), float(m.group(3))
+        return fld, (a - b if m.group(2) == ">" else b - a)
+    if head in SHARE_FIELDS and isinstance(base.get(head), (int, float)):
+        m = re.search(rf"{_NUM} of spend", rest)
+        if m:
+            return head, (float(m.group(1)) - float(base[head])) * 100.0
+    return fld, None
 
 
 def _reason(row: dict[str, Any]) -> str:
@@ -157,7 +435,9 @@ def _row(raw: dict[str, Any], varied: list[str]) -> BatchRow:
         stakes={p["project_id"]: float(p["stake"]) for p in raw.get("selected") or []},
         varied=vals, name=str(sc.get("name") or raw.get("scenario_name") or ""),
         reason=_reason(raw), base_value=base.get("objective"), base_regret=base.get("regret"),
-        base_meets_limits=base.get("meets_limits"))
+        base_meets_limits=base.get("meets_limits"),
+        base_broken=[str(b) for b in base.get("broken") or []],
+        binding=[str(b.get("field")) for b in raw.get("binding") or [] if isinstance(b, dict)])
 
 
 def _varied(spec: dict[str, Any], kind: str) -> list[str]:

@@ -71,29 +71,39 @@ def stacked_spend(title: str, labels: Sequence[str], kabil: Sequence[float],
         return _svg(fig)
 
 
-def offtake(names: Sequence[str], units: Sequence[str], values: Sequence[float],
-            floors: Sequence[float | None]) -> str:
-    """One row per product: the portfolio's offtake as a bar, its floor as a red tick. Each
-    row has its own scale (products differ by orders of magnitude); the labels give the
-    numbers."""
+def offtake(floored: Sequence[tuple[str, float, float, str]],
+            world: Sequence[tuple[str, float, float, str]],
+            world_title: str = "share of world mine production") -> str:
+    """Offtake against something meaningful, on an axis: each product with a security floor as
+    a percentage of its floor (dashed line: 100 %), the others as a percentage of a stated
+    reference such as world production. Rows are (label, offtake, reference, unit)."""
+    panels = [(rows, title) for rows, title in (
+        (floored, "against the scenario's floors"), (world, "as a share of " + world_title))
+        if rows]
     with matplotlib.rc_context(RC):
-        n = max(1, len(names))
-        fig = _fig(6.4, 0.75 + 0.36 * n, left=1.9, bottom=0.15)
-        ax = fig.add_subplot()
-        y = list(range(len(names)))[::-1]
-        for yi, v, fl, unit in zip(y, values, floors, units, strict=True):
-            top = max(v, fl or 0.0) * 1.15 or 1.0
-            ax.barh([yi], [v / top], color=BAR_COLOUR, height=0.6)
-            text = f" {v:,.0f} {unit}" + (f"  (floor {fl:,.0f})" if fl else "")
-            ax.text(max(v / top, 0.0), yi, text, va="center", fontsize=8)
-            if fl:
-                ax.vlines(fl / top, yi - 0.4, yi + 0.4, color=FLOOR_COLOUR, linestyle="--",
-                          linewidth=1.5)
-        ax.set_yticks(y, names)
-        ax.set_xlim(0, 1.6)
-        ax.set_xticks([])
-        ax.spines["bottom"].set_visible(False)
-        ax.set_title("Offtake entitlement against security floors")
+        heights = [0.55 + 0.42 * len(rows) for rows, _ in panels] or [1.0]
+        fig = Figure(figsize=(6.4, sum(heights) + 0.5 * len(heights)))
+        h = fig.get_figheight()
+        fig.subplots_adjust(left=1.55 / 6.4, right=1 - 0.3 / 6.4, top=1 - 0.35 / h,
+                            bottom=0.5 / h, hspace=0.9)
+        axes = fig.subplots(len(panels), 1, squeeze=False,
+                            gridspec_kw={"height_ratios": heights})[:, 0] if panels else []
+        for ax, (rows, title) in zip(axes, panels, strict=True):
+            y = list(range(len(rows)))[::-1]
+            share = [100.0 * v / ref if ref > 0 else 0.0 for _, v, ref, _ in rows]
+            ax.barh(y, share, color=BAR_COLOUR, height=0.6)
+            top = max([*share, 100.0 if rows is floored else 1.0])
+            for yi, sh, (_, v, ref, unit) in zip(y, share, rows, strict=True):
+                ax.text(sh + top * 0.01, yi, f" {v:,.0f} {unit} = {sh:,.1f} % of {ref:,.0f}",
+                        va="center", fontsize=7.5)
+            if rows is floored:
+                ax.axvline(100, color=FLOOR_COLOUR, linestyle="--", linewidth=1.3)
+            ax.set_yticks(y, [r[0] for r in rows])
+            ax.set_xlim(0, top * 1.9)
+            ax.set_ylim(-0.6, len(rows) - 0.4)
+            ax.set_xlabel("% of the floor (dashed line: the floor)" if rows is floored
+                          else f"% of {world_title}")
+            ax.set_title("Offtake " + title)
         return _svg(fig)
 
 
@@ -171,16 +181,30 @@ def budget_curve(budgets: Sequence[float], objectives: Sequence[float | None], h
 
 
 def frontier(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], xlabel: str,
-             ylabel: str, title: str) -> str:
+             ylabel: str, title: str, base: tuple[float, float | None] | None = None,
+             flat: Sequence[tuple[float, float]] = ()) -> str:
     """An efficient frontier: one point per solved row, labelled (e.g. with its project
-    count)."""
+    count); ``base``: the base scenario's point (x, objective or None: a line only);
+    ``flat``: x ranges where the objective does not move (shaded)."""
     with matplotlib.rc_context(RC):
         fig = _fig(6.4, 3.0, left=0.9, bottom=0.55)
         ax = fig.add_subplot()
+        for k, (lo, hi) in enumerate(flat):
+            ax.axvspan(lo, hi, color="#e8e8e8", zorder=0,
+                       label="flat stretch" if k == 0 else None)
         ax.plot(xs, ys, marker="o", color=BAR_COLOUR)
         for x, y, lab in zip(xs, ys, labels, strict=True):
             ax.annotate(lab, (x, y), textcoords="offset points", xytext=(0, 6), ha="center",
                         fontsize=7)
+        if base is not None:
+            ax.axvline(base[0], color="grey", linewidth=0.8, linestyle=":")
+            if base[1] is not None:
+                ax.plot([base[0]], [base[1]], marker="o", markersize=10, color=KABIL_COLOUR,
+                        linestyle="none", label="the base scenario")
+            else:
+                ax.plot([], [], color="grey", linestyle=":", label="the base scenario")
+        if base is not None or flat:
+            ax.legend(fontsize=7.5, frameon=False, loc="lower right")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.xaxis.set_major_formatter(_MUSD)
@@ -226,5 +250,49 @@ def histogram(bins: Sequence[tuple[float, float, int]], xlabel: str, title: str,
         return _svg(fig)
 
 
-__all__ = ["annual", "budget_curve", "frontier", "histogram", "offtake", "risk", "selection",
-           "stacked_spend"]
+def heatmap(xs: Sequence[object], ys: Sequence[object], values: Sequence[Sequence[float | None]],
+            xlabel: str, ylabel: str, title: str, unit: str) -> str:
+    """A grid's objective by its two varied fields: ``values[i][j]`` at ``ys[i]`` (rows, the
+    first field) and ``xs[j]`` (columns, the second); None (no portfolio) is grey, every cell
+    is labelled with its value."""
+    import numpy as np
+
+    with matplotlib.rc_context(RC):
+        nx, ny = max(1, len(xs)), max(1, len(ys))
+        fig = _fig(6.4, min(8.0, 1.3 + 0.32 * ny), left=1.1, bottom=0.7, right=1.1)
+        ax = fig.add_subplot()
+        arr = np.ma.masked_invalid(np.array([[np.nan if v is None else v for v in row]
+                                             for row in values], dtype=float).reshape(ny, nx))
+        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d5d5d5")
+        im = ax.imshow(arr, cmap=cmap, aspect="auto", origin="upper")
+        if nx * ny <= 400:  # beyond that the labels would not fit
+            lo, hi = (float(arr.min()), float(arr.max())) if arr.count() else (0.0, 1.0)
+            for i in range(ny):
+                for j in range(nx):
+                    v = values[i][j]
+                    light = v is not None and hi > lo and (v - lo) / (hi - lo) < 0.5
+                    ax.text(j, i, "n/a" if v is None else f"{v:,.0f}", ha="center",
+                            va="center", fontsize=6.5, color="white" if light else "black")
+        step_x = max(1, nx // 12)
+        step_y = max(1, ny // 20)
+        ax.set_xticks(range(0, nx, step_x), [_tick(x) for x in xs][::step_x])
+        ax.set_yticks(range(0, ny, step_y), [_tick(y) for y in ys][::step_y])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.spines[["left", "bottom"]].set_visible(False)
+        bar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
+        bar.set_label(unit)
+        ax.set_title(title)
+        return _svg(fig)
+
+
+def _tick(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4g}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+__all__ = ["annual", "budget_curve", "frontier", "heatmap", "histogram", "offtake", "risk",
+           "selection", "stacked_spend"]

@@ -1,12 +1,14 @@
 """The Excel report of one run (xlsxwriter): real numbers in cells with number formats,
 frozen header rows, a filter on every table, and native Excel charts (editable, not images).
 
-Sheets: Summary, Portfolio, Limits, Sensitivity, Alternatives, Data, Provenance. Everything
+Sheets: Summary, Portfolio, Limits, Doubts, Sensitivity, Alternatives, Data, Glossary,
+Provenance. Everything
 it says comes from :func:`optimizer.reports.facts.facts`, like the HTML report.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from collections import defaultdict
@@ -22,11 +24,14 @@ from ..schema import Result, Scenario
 from .analysis import Analysis
 from .facts import (
     PARTNER_NAMES,
+    PARTNER_SHORT,
+    Currency,
     Facts,
     alternatives_matrix,
     country_name,
     facts,
     product_name,
+    product_short,
     product_unit,
 )
 
@@ -130,12 +135,18 @@ def _summary(book: _Book, fx: Facts) -> None:
     ws.set_row(1, 66)
     ws.write(2, 0, "Status", f["label"])
     ws.write(2, 1, fx.status_text)
+    cur = fx.currency
     rows: list[tuple[str, Any, str]] = [
         ("Total cost (US$ M)", t.cost_musd if fx.solved else None, "musd"),
         ("KABIL pays (US$ M)", t.kabil_musd if fx.solved else None, "musd"),
         ("US partners pay (US$ M)", t.us_musd if fx.solved else None, "musd"),
         ("Portfolio NPV (US$ M)", t.npv_musd if fx.solved else None, "musd"),
+        ("Total cost (INR crore)", cur.crore(t.cost_musd) if fx.solved else None, "musd"),
+        ("KABIL pays (INR crore)", cur.crore(t.kabil_musd) if fx.solved else None, "musd"),
+        ("US partners pay (INR crore)", cur.crore(t.us_musd) if fx.solved else None, "musd"),
+        ("Portfolio NPV (INR crore)", cur.crore(t.npv_musd) if fx.solved else None, "musd"),
         ("Objective", r.objective, "num3"),
+        ("Objective's unit", fx.objective_unit, "text"),
         ("Best bound", r.best_bound, "num3"),
         ("Gap", r.mip_gap, "pct2"),
         ("Projects", t.n_projects if fx.solved else None, "int"),
@@ -148,11 +159,24 @@ def _summary(book: _Book, fx: Facts) -> None:
     nxt = book.table(ws, 4, 0, [("Key figure", None), ("Value", None)],
                      [(k, v) for k, v, _ in rows], "KeyFigures")
     for i, (_, v, fk) in enumerate(rows):  # per-row formats in the value column
-        if v is not None:
+        if isinstance(v, (int, float)):
             ws.write_number(5 + i, 1, v, f[fk])
     ws.freeze_panes(5, 0)
+    ws.merge_range(nxt, 0, nxt, 8, cur.statement, f["note"])
+    ws.set_row(nxt, 30)
     row = nxt + 1
-    ws.write(row, 0, "The question", f["h"])
+    if fx.question_text:
+        row += 1
+        ws.write(row, 0, "The question", f["label"])
+        ws.merge_range(row, 1, row, 8, fx.question_text, f["wrap"])
+        ws.set_row(row, 15 * max(1, len(fx.question_text) // 90 + 1))
+        row += 1
+    if fx.backstory:
+        ws.write(row, 0, "Background", f["label"])
+        ws.merge_range(row, 1, row, 8, fx.backstory, f["wrap"])
+        ws.set_row(row, 15 * max(1, len(fx.backstory) // 90 + 1))
+        row += 1
+    ws.write(row, 0, "The question in full", f["h"])
     row += 1
     for label, words in fx.question:
         ws.write(row, 0, label, f["label"])
@@ -192,8 +216,8 @@ def _summary(book: _Book, fx: Facts) -> None:
                            "categories": ["Summary", trow + 1, col, trow + len(groups), col],
                            "values": ["Summary", trow + 1, col + j, trow + len(groups), col + j],
                            "fill": {"color": colour}})
-        ch.set_y_axis({"reverse": True})
-        ch.set_x_axis({"name": "US$ M", "num_format": "#,##0"})
+        ch.set_y_axis({"reverse": True, "name": head})
+        ch.set_x_axis({"name": "Spend (US$ M)", "num_format": "#,##0"})
         ws.write(trow - 1, 0, title, f["h"])
         ws.insert_chart(trow, col + 5, ch)
         trow = max(end + 1, trow + (60 + 26 * len(groups) + 80) // 20 + 2) + 1
@@ -206,14 +230,22 @@ def _portfolio(book: _Book, fx: Facts) -> None:
             ("Lead", None), ("Stake", "pct"), ("Cost (US$ M)", "musd"),
             ("KABIL (US$ M)", "musd"), ("US partners (US$ M)", "musd"), ("NPV (US$ M)", "musd")]
     cols += [(f"{product_name(m)} ({product_unit(m)})", "t") for m in fx.products]
-    cols += [("Risk score", "num2"), ("China processing", None)]
-    rows = [[p["project_id"], p["name"], p["country"], p["mineral"], p["partner"], p["stake"],
+    cols += [("Risk score", "num2"), ("China processing", None), ("Country code", None),
+             ("As of", None), ("Study level", None)]
+    doubt = {d.project_id: d for d in (fx.doubts.rows if fx.doubts else [])}
+    # countries, minerals and leads named as the HTML report names them
+    rows = [[p["project_id"], p["name"], p["country_name"], product_short(p["mineral"]),
+             PARTNER_SHORT.get(p["partner"], p["partner"]), p["stake"],
              p["cost_musd"], p["kabil_musd"], p["us_musd"], p["npv_musd"],
              *(p["output_t"][m] for m in fx.products), p["risk_score"],
-             "yes" if p["china_processing"] else "no"] for p in fx.portfolio]
+             "yes" if p["china_processing"] else "no", p["country"],
+             doubt[p["project_id"]].as_of_text if p["project_id"] in doubt else "",
+             doubt[p["project_id"]].study_level if p["project_id"] in doubt else ""]
+            for p in fx.portfolio]
     totals = {6: t.cost_musd, 7: t.kabil_musd, 8: t.us_musd, 9: t.npv_musd}
     totals.update({10 + j: t.output_t[m] for j, m in enumerate(fx.products)})
-    _widths(ws, [24, 46, 8, 10, 8, 8, 12, 12, 14, 12] + [16] * len(fx.products) + [10, 10])
+    _widths(ws, [24, 46, 14, 12, 8, 8, 12, 12, 14, 12] + [16] * len(fx.products)
+            + [10, 10, 8, 10, 12])
     book.table(ws, 0, 0, cols, rows, "Portfolio", totals=totals if rows else None)
     ws.freeze_panes(1, 1)
 
@@ -264,7 +296,8 @@ def _limits(book: _Book, fx: Facts) -> None:
                                                            "fill": {"color": "#c0392b"},
                                                            "border": {"color": "#c0392b"}}})
         ch.combine(cap)
-    ch.set_y_axis({"name": "US$ M", "num_format": "#,##0"})
+    ch.set_y_axis({"name": "Spend (US$ M)", "num_format": "#,##0"})
+    ch.set_x_axis({"name": "Plan year"})
     ws.insert_chart(top, 4, ch)
     # offtake against floors
     row = max(row + 1, top + 16)
@@ -279,8 +312,9 @@ def _limits(book: _Book, fx: Facts) -> None:
         ch.add_series({"name": name, "categories": ["Limits", top + 1, 0, top + len(off), 0],
                        "values": ["Limits", top + 1, j, top + len(off), j],
                        "fill": {"color": colour}})
-    ch.set_y_axis({"reverse": True})
-    ch.set_x_axis({"num_format": "#,##0"})
+    ch.set_y_axis({"reverse": True, "name": "Product"})
+    ch.set_x_axis({"name": "Offtake and floor (t/y, each in its product's unit)",
+                   "num_format": "#,##0"})
     ws.insert_chart(top, 4, ch)
     # risk against its cap
     row = max(row + 1, top + 16)
@@ -292,7 +326,8 @@ def _limits(book: _Book, fx: Facts) -> None:
     ch.add_series({"name": "Risk", "categories": ["Limits", top + 1, 0, top + 2, 0],
                    "values": ["Limits", top + 1, 1, top + 2, 1],
                    "points": [{"fill": {"color": "#4c7a8c"}}, {"fill": {"color": "#c0392b"}}]})
-    ch.set_x_axis({"min": 0, "max": 10})
+    ch.set_x_axis({"min": 0, "max": 10, "name": "Risk score (1 best, 10 worst)"})
+    ch.set_y_axis({"name": "Measure"})
     ch.set_legend({"none": True})
     ws.insert_chart(top, 4, ch)
 
@@ -338,7 +373,7 @@ def _sensitivity(book: _Book, fx: Facts) -> None:
                        "values": ["Sensitivity", top + 1, 2, top + len(pts), 2],
                        "marker": {"type": "circle"}, "line": {"color": "#4c7a8c"}})
         ch.set_x_axis({"name": "Total budget (US$ M)", "num_format": "#,##0"})
-        ch.set_y_axis({"name": "Objective", "num_format": "#,##0"})
+        ch.set_y_axis({"name": f"Objective ({fx.objective_unit})", "num_format": "#,##0"})
         ch.set_legend({"none": True})
         ws.insert_chart(top, 8, ch)
         row = max(row, top + 16) + 1
@@ -374,7 +409,9 @@ def _sensitivity(book: _Book, fx: Facts) -> None:
                                                          top + len(rows), 0],
                            "values": ["Sensitivity", top + 1, 5, top + len(rows), 5],
                            "fill": {"color": "#4c7a8c"}})
-            ch.set_y_axis({"reverse": True})
+            ch.set_y_axis({"reverse": True, "name": "Project"})
+            ch.set_x_axis({"name": f"Objective lost ({fx.objective_unit})",
+                           "num_format": "#,##0"})
             ch.set_legend({"none": True})
             ws.insert_chart(top, 8, ch)
             row = max(row, top + (80 + 22 * len(rows)) // 20 + 1)
@@ -417,7 +454,9 @@ def _alternatives(book: _Book, fx: Facts) -> None:
                        "values": ["Alternatives", top + 1, 1, top + len(rows), 1],
                        "fill": {"color": "#4c7a8c"}})
         lo = min(x[1] for x in rows)
-        ch.set_y_axis({"min": round(lo * 0.95 if lo > 0 else lo * 1.05), "num_format": "#,##0"})
+        ch.set_y_axis({"min": round(lo * 0.95 if lo > 0 else lo * 1.05), "num_format": "#,##0",
+                       "name": f"Objective ({fx.objective_unit})"})
+        ch.set_x_axis({"name": "Portfolio"})
         ch.set_legend({"none": True})
         ws.insert_chart(row + 1, 0, ch)
         row += 17
@@ -426,6 +465,50 @@ def _alternatives(book: _Book, fx: Facts) -> None:
         book.table(ws, row + 1, 0, [("Project", None), ("Recommended", "pct")]
                    + [(f"Alternative {alt.rank}", "pct") for alt in a.alternatives],
                    [[pid, here, *others] for pid, here, others in matrix], "Stakes")
+
+
+def _doubts(book: _Book, fx: Facts) -> None:
+    """Flags a reader must not miss, and which figures to doubt."""
+    ws = book.wb.add_worksheet("Doubts")
+    f = book.fmt
+    _widths(ws, [26, 12, 22, 14, 90])
+    ws.write(0, 0, "Flags a reader must not miss, and which figures to doubt", f["title"])
+    ws.freeze_panes(1, 0)
+    if not fx.solved:
+        ws.write(2, 0, "No portfolio: nothing to flag.")
+        book.table(ws, 3, 0, [("Project", None)], [], "Flags")
+        return
+    d = fx.doubts
+    row = 1
+    if d is not None and d.weak_share is not None:
+        ws.write(row, 0, "Share of the NPV on PEA-level or estimated figures", f["label"])
+        ws.write_number(row, 2, d.weak_share, f["pct"])
+        row += 1
+    ws.write(row + 1, 0, "Flags", f["h"])
+    row = book.table(ws, row + 2, 0, [("Project", None), ("Flag", None), ("What it means", None)],
+                     [[x.project_id, x.title, x.text] for x in fx.flags], "Flags")
+    ws.write(row + 1, 0, "Which figures to doubt", f["h"])
+    book.table(ws, row + 2, 0, [("Project", None), ("As of", None), ("Study level", None),
+                                ("NPV (US$ M)", "musd"), ("To doubt", "wrap")],
+               [[x.project_id, x.as_of_text, x.study_words, x.npv_musd,
+                 "; ".join(x.warnings + ([f"estimated by rule: {x.estimated}"]
+                                         if x.estimated else []))]
+                for x in (d.rows if d else [])], "Doubts")
+
+
+def _glossary(book: _Book, fx: Facts) -> None:
+    ws = book.wb.add_worksheet("Glossary")
+    _widths(ws, [18, 110])
+    book.table(ws, 0, 0, [("Term", None), ("Meaning", "wrap")],
+               [list(g) for g in fx.glossary], "Glossary")
+    ws.freeze_panes(1, 0)
+
+
+def _uncertainty(book: _Book, fx: Facts) -> None:
+    """CONTRACT 7a's sheet `Uncertainty` (one row per draw: draw, npv_musd, within_caps):
+    written once the result carries its uncertainty block (issue 15); nothing until then."""
+    if fx.uncertainty is None:
+        return
 
 
 def _data(book: _Book, fx: Facts) -> None:
@@ -499,17 +582,22 @@ def _provenance(book: _Book, fx: Facts) -> None:
 
 
 def render_xlsx(result: Result, scenario: Scenario, data: ProjectData,
-                analysis: Analysis | None = None) -> bytes:
-    """The run's report as an Excel workbook (bytes)."""
-    fx = facts(result, scenario, data, analysis)
+                analysis: Analysis | None = None, *, currency: Currency | None = None,
+                today: dt.date | None = None) -> bytes:
+    """The run's report as an Excel workbook (bytes); ``currency`` and ``today`` as for
+    :func:`optimizer.reports.html.render_html`."""
+    fx = facts(result, scenario, data, analysis, currency=currency, today=today)
     buf = io.BytesIO()
     book = _Book(buf)
     _summary(book, fx)
     _portfolio(book, fx)
     _limits(book, fx)
+    _doubts(book, fx)
+    _uncertainty(book, fx)
     _sensitivity(book, fx)
     _alternatives(book, fx)
     _data(book, fx)
+    _glossary(book, fx)
     _provenance(book, fx)
     for ws in book.wb.worksheets():  # printable: A4 landscape, one page wide
         ws.set_paper(9)
@@ -529,11 +617,16 @@ def _numeric(v: Any) -> Any:
     return v if v is None or isinstance(v, (int, float, str)) else str(v)
 
 
+def _header(v: Any) -> str:
+    """A grid value as a column header (headers are text)."""
+    return f"{v:,.6g}" if isinstance(v, float) else str(v)
+
+
 def render_batch_xlsx(view) -> bytes:
     """A batch's report (from :func:`optimizer.reports.batch.load_batch`) as an Excel
-    workbook: Summary, Rows, Selection, Frontier (and Distribution for Monte Carlo),
-    Provenance."""
-    from .batch import BatchView
+    workbook: Summary, Rows, Selection, then Frontier (a frontier), Grid (a grid) or
+    Distribution (Monte Carlo), and Provenance."""
+    from .batch import BatchView, path_words
 
     v: BatchView = view
     buf = io.BytesIO()
@@ -560,14 +653,16 @@ def render_batch_xlsx(view) -> bytes:
                                                           bp.get("regret"))]
     keys = ["p0", "p5", "p25", "p50", "p75", "p95", "p100", "mean"]
     qrows = [[label, *(q.get(k) for k in keys)] for label, q in quant if q]
-    if qrows:
+    if qrows and v.kind != "frontier":  # a frontier's quantiles mean nothing
         ws.write(end + 1, 0, "Distribution over the rows", f["h"])
         book.table(ws, end + 2, 0, [("Measure", None)] + [(k, "num3") for k in keys], qrows,
                    "Quantiles")
     # Rows ------------------------------------------------------------------------------
     ws = book.wb.add_worksheet("Rows")
     cols: list[tuple[str, str | None]] = [("index", "int"), ("name", None)]
-    cols += [(p, None) for p in v.varied]
+    # the varied fields in words (a draw's factors to 2 decimals)
+    cols += [(path_words(p), "num2" if p.startswith("draw.") and p != "draw.disrupted_countries"
+              else None) for p in v.varied]
     cols += [("status", None), ("objective", "num3"), ("best_bound", "num3"),
              ("mip_gap", "pct2"), ("cost_musd", "musd"), ("kabil_musd", "musd"),
              ("us_musd", "musd"), ("npv_musd", "musd")]
@@ -575,7 +670,7 @@ def render_batch_xlsx(view) -> bytes:
     base_cols = v.kind == "monte_carlo"
     if base_cols:
         cols += [("base_portfolio.value", "num3"), ("base_portfolio.regret", "num3"),
-                 ("base_portfolio.meets_limits", None)]
+                 ("base_portfolio.meets_limits", None), ("base_portfolio.broken", None)]
     cols += [("n_projects", "int"), ("selected", None), ("why no portfolio", None)]
     data = []
     for r in v.rows:
@@ -585,7 +680,7 @@ def render_batch_xlsx(view) -> bytes:
         if base_cols:
             line += [r.base_value, r.base_regret,
                      None if r.base_meets_limits is None else
-                     ("yes" if r.base_meets_limits else "no")]
+                     ("yes" if r.base_meets_limits else "no"), "; ".join(r.base_broken) or None]
         line += [len(r.stakes) if r.ok else None, ";".join(r.stakes), r.reason or None]
         data.append(line)
     book.table(ws, 0, 0, cols, data, "Rows")
@@ -608,40 +703,99 @@ def render_batch_xlsx(view) -> bytes:
         ch.add_series({"name": "share", "categories": ["Selection", 1, 0, len(shown), 0],
                        "values": ["Selection", 1, 2, len(shown), 2],
                        "fill": {"color": "#4c7a8c"}})
-        ch.set_y_axis({"reverse": True})
-        ch.set_x_axis({"min": 0, "max": 1, "num_format": "0%"})
+        ch.set_y_axis({"reverse": True, "name": "Project"})
+        ch.set_x_axis({"min": 0, "max": 1, "num_format": "0%",
+                       "name": "Share of the portfolios found that back it"})
         ch.set_legend({"none": True})
         ws.insert_chart(0, 6, ch)
-    # Frontier --------------------------------------------------------------------------
-    ws = book.wb.add_worksheet("Frontier")
-    path = v.varied[0] if v.varied else None
-    pts = sorted((r for r in ok if path and isinstance(r.varied.get(path), (int, float))
-                  and r.objective is not None), key=lambda r: r.varied[path])
-    title = ("The efficient frontier" if v.kind == "frontier"
-             else f"Objective against {path}" if path else "Objective")
-    ws.write(0, 0, title, f["title"])
-    ws.freeze_panes(3, 0)
-    if v.kind != "frontier":
-        ws.write(1, 0, "This batch is not a frontier: each row's objective against the first "
-                       "field it varies.", f["note"])
-    if pts:
-        book.table(ws, 2, 0, [(path, "num3"), ("index", "int"), ("objective", "num3"),
-                              ("cost_musd", "musd"), ("n_projects", "int"),
-                              ("portfolio", None)],
-                   [[r.varied[path], r.index, r.objective, r.cost_musd, len(r.stakes),
-                     "; ".join(f"{p} {s:.0%}" for p, s in r.stakes.items())] for r in pts],
-                   "Frontier")
-        _widths(ws, [16, 8, 14, 14, 10, 100])
-        ch = _chart(book, "scatter", title, "straight_with_markers")
-        ch.add_series({"name": "objective", "categories": ["Frontier", 3, 0, 2 + len(pts), 0],
-                       "values": ["Frontier", 3, 2, 2 + len(pts), 2],
-                       "marker": {"type": "circle"}, "line": {"color": "#4c7a8c"}})
-        ch.set_x_axis({"name": path, "num_format": "#,##0"})
-        ch.set_y_axis({"name": "objective", "num_format": "#,##0"})
-        ch.set_legend({"none": True})
-        ws.insert_chart(4 + len(pts), 0, ch)
-    else:
-        ws.write(2, 0, "No row with a portfolio and a numeric varied field.")
+    # Frontier (a frontier batch only) ----------------------------------------------------
+    fv = v.frontier_view()
+    if fv is not None:
+        ws = book.wb.add_worksheet("Frontier")
+        path = fv.path
+        pts = fv.points
+        title = "The efficient frontier: NPV against " + path_words(path)
+        ws.write(0, 0, title, f["title"])
+        ws.freeze_panes(3, 0)
+        if fv.base_x is not None:
+            ws.write(1, 0, f"The base scenario: {path_words(path)} {fv.base_x:,.6g}"
+                     + (f", NPV {fv.base_y:,.1f}" if fv.base_y is not None else
+                        " (between the points computed)"), f["note"])
+        if pts:
+            end = book.table(ws, 2, 0, [(path_words(path), "num3"), ("index", "int"),
+                                        ("objective", "num3"), ("cost_musd", "musd"),
+                                        ("n_projects", "int"), ("binding", None),
+                                        ("portfolio", None)],
+                             [[r.varied[path], r.index, r.objective, r.cost_musd,
+                               len(r.stakes), "; ".join(r.binding),
+                               "; ".join(f"{p} {st:.0%}" for p, st in r.stakes.items())]
+                              for r in pts], "Frontier")
+            _widths(ws, [22, 8, 14, 14, 10, 40, 100])
+            ch = _chart(book, "scatter", title, "straight_with_markers")
+            ch.add_series({"name": "objective",
+                           "categories": ["Frontier", 3, 0, 2 + len(pts), 0],
+                           "values": ["Frontier", 3, 2, 2 + len(pts), 2],
+                           "marker": {"type": "circle"}, "line": {"color": "#4c7a8c"}})
+            ch.set_x_axis({"name": path_words(path), "num_format": "#,##0"})
+            ch.set_y_axis({"name": "NPV (US$ M)", "num_format": "#,##0"})
+            ch.set_legend({"none": True})
+            ws.insert_chart(end + 1, 0, ch)
+            row = end + 17
+            ws.write(row, 0, "Where the frontier is flat", f["h"])
+            book.table(ws, row + 1, 0, [("from", "num3"), ("to", "num3"), ("NPV", "num3"),
+                                        ("rows", None), ("limits that bind there", None)],
+                       [[x.low, x.high, x.objective, ", ".join(map(str, x.indices)),
+                         "; ".join(x.binding) or "none: every project worth having is at its "
+                         "largest stake"] for x in fv.flats], "Flat")
+        else:
+            ws.write(2, 0, "No row with a portfolio.")
+    # Grid (a grid batch: CONTRACT 7a) -----------------------------------------------------
+    grids = v.grid_tables()
+    if grids:
+        ws = book.wb.add_worksheet("Grid")
+        ws.freeze_panes(1, 0)
+        g0 = grids[0]
+        ws.write(0, 0, "Objective of each combination: " + path_words(g0.row_field)
+                 + " down the rows" + (", " + path_words(g0.col_field) + " across the columns"
+                                       if g0.col_field else ""), f["title"])
+        ws.set_column(0, 0, 30)
+        ws.set_column(1, 1 + max(len(g.col_values) for g in grids), 14)
+        row = 2
+        for k, g in enumerate(grids):
+            if g.fixed:
+                ws.write(row, 0, "; ".join(f"{path_words(p)} = {x}" for p, x in g.fixed.items()),
+                         f["h"])
+                row += 1
+            top = row
+            head = [(f"{g.row_field} \\ {g.col_field}" if g.col_field else g.row_field, None)]
+            head += [(_header(x) if g.col_field else "objective", "num3")
+                     for x in g.col_values]
+            end = book.table(ws, top, 0, head,
+                             [[_numeric(y), *g.values[i]] for i, y in enumerate(g.row_values)],
+                             f"Grid{k}")
+            ws.conditional_format(top + 1, 1, top + len(g.row_values), len(g.col_values),
+                                  {"type": "3_color_scale"})
+            row = end + 1
+            for axis in (0, 1):
+                unit, mv = g.marginals(axis)
+                if not mv:
+                    continue
+                fld = g.row_field if axis == 0 else g.col_field
+                ws.write(row, 0, f"Marginal value of {path_words(fld)}: NPV gained {unit}",
+                         f["label"])
+                if axis == 0:
+                    labels = [f"{_header(g.row_values[i])} -> {_header(g.row_values[i + 1])}"
+                              for i in range(len(mv))]
+                    heads = [_header(x) if g.col_field else "objective" for x in g.col_values]
+                else:
+                    labels = [_header(y) for y in g.row_values]
+                    heads = [f"{_header(g.col_values[j])} -> {_header(g.col_values[j + 1])}"
+                             for j in range(len(g.col_values) - 1)]
+                row = book.table(ws, row + 1, 0, [("step" if axis == 0 else g.row_field, None)]
+                                 + [(h, "num3") for h in heads],
+                                 [[lab, *line] for lab, line in zip(labels, mv, strict=True)],
+                                 f"Marginal{k}_{axis}") + 1
+            row += 1
     # Distribution (Monte Carlo) ---------------------------------------------------------
     if v.kind == "monte_carlo":
         ws = book.wb.add_worksheet("Distribution")
@@ -662,10 +816,26 @@ def render_batch_xlsx(view) -> bytes:
                            "categories": ["Distribution", 3, col, 2 + len(bins), col],
                            "values": ["Distribution", 3, col + 2, 2 + len(bins), col + 2],
                            "fill": {"color": "#4c7a8c"}, "gap": 10})
-            ch.set_x_axis({"num_format": "#,##0"})
+            ch.set_x_axis({"num_format": "#,##0", "name": "US$ M (bins of the measure)"})
+            ch.set_y_axis({"name": "Draws"})
             ch.set_legend({"none": True})
             ws.insert_chart(4 + len(bins), col, ch)
             col += 9
+        breaks = v.limit_breaks()
+        n_within, rq = v.regret_within()
+        row = 4 + 20 + 17  # below the bins (at most 20) and their charts (about 15 rows)
+        ws.write(row, 0, "Which limits the base portfolio, held fixed, breaks", f["h"])
+        row = book.table(ws, row + 1, 0, [("limit", None), ("field", None), ("draws", "int"),
+                                          ("share of draws", "pct"), ("median excess", "num3"),
+                                          ("P95 excess", "num3"), ("unit", None)],
+                         [[b.words, b.field, b.draws, b.share, b.median, b.p95, b.unit]
+                          for b in breaks], "Breaks")
+        ws.write(row + 1, 0, f"Regret of the base portfolio where it stays within its limits "
+                             f"({n_within} draws)", f["h"])
+        keys = ["p0", "p5", "p25", "p50", "p75", "p95", "p100", "mean"]
+        book.table(ws, row + 2, 0, [("measure", None)] + [(k, "num3") for k in keys],
+                   [["regret within limits", *((rq or {}).get(k) for k in keys)]],
+                   "RegretWithin")
     # Provenance ------------------------------------------------------------------------
     ws = book.wb.add_worksheet("Provenance")
     _widths(ws, [30, 100])

@@ -7,11 +7,17 @@ stored analysis.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import limits as L
 from ..data import ProjectData
-from ..schema import Result, Scenario
+from ..errors import InputError
+from ..schema import WITH_PORTFOLIO, Result, Scenario
 from .analysis import Analysis
 
 PRODUCT_NAMES = {"tantalum": "tantalum", "niobium": "niobium", "ree": "rare earths",
@@ -91,14 +97,371 @@ def status_words(result: Result) -> str:
     return STATUS_WORDS[result.status]
 
 
+def sample_words(sc: Scenario) -> str:
+    """Where the scenario's sample of draws comes from, in words."""
+    u = sc.uncertainty
+    if u is None:
+        return "no sample: every figure at face value"
+    if hasattr(u, "draws_table"):
+        return f"a draws table of {len({r.draw for r in u.draws_table}):,} draws"
+    if hasattr(u, "draws_file"):
+        return f"the draws table in {u.draws_file}"
+    what = ("the scenario's own perturbations" if u.any
+            else "the data's default uncertainty model")
+    return f"{u.draws:,} draws of {what}, seed {u.seed}"
+
+
+def objective_unit(sc: Scenario) -> str:
+    """The objective's unit, named: "US$ M" for NPV (at face value or over a sample); for the
+    supply objective the weighted sum of offtake it maximises, with its weights (the unit is
+    the weights' unit x t/y)."""
+    if sc.objective in ("npv", "expected_npv", "mean_cvar"):
+        return "US$ M"
+    w = {m: v for m, v in sc.weights().items() if v > 0}
+    if w and all(v == 1 for v in w.values()):
+        return "t/y of oxide (" + " + ".join(PRODUCT_UNITS[m].split(" ", 1)[1] for m in w) + ")"
+    return "weight x t/y (" + ", ".join(f"{product_short(m)} x {v:g}" for m, v in w.items()) \
+        + ")"
+
+
 def objective_label(sc: Scenario) -> str:
-    return "NPV (US$ M)" if sc.objective == "npv" else "weighted supply (t/y x weight)"
+    """"NPV (US$ M)" or "weighted supply (weight x t/y (...))": the objective with its unit."""
+    if sc.objective == "npv":
+        return "NPV (US$ M)"
+    if sc.objective == "expected_npv":
+        return "expected NPV (US$ M)"
+    if sc.objective == "mean_cvar":
+        return "mean-CVaR of NPV (US$ M)"
+    return f"weighted supply ({objective_unit(sc)})"
 
 
 def objective_text(sc: Scenario, v: float | None) -> str:
-    if sc.objective == "npv":
+    if sc.objective in ("npv", "expected_npv", "mean_cvar"):
         return money(v)
-    return "n/a" if v is None else f"{v:,.0f}"
+    return "n/a" if v is None else f"{v:,.0f} {objective_unit(sc)}"
+
+
+# A reference for offtake where a scenario sets no floor: world mine production in 2024 (USGS
+# Mineral Commodity Summaries 2025, 2024 estimates, as in inputs/facts/usgs_2024.csv), in the
+# data's oxide units by rule C1 of inputs/README.md (Ta2O5 = 1.2211 x Ta, Nb2O5 = 1.4305 x Nb).
+# No sourced world figure for NdPr or Dy+Tb oxide is in the data, so they have none.
+WORLD_OUTPUT_2024 = {"tantalum": 2_100 * 1.2211, "niobium": 110_000 * 1.4305, "ree": 390_000.0}
+WORLD_OUTPUT_SOURCE = ("world mine production in 2024: USGS Mineral Commodity Summaries 2025 "
+                       "(2024 estimates; inputs/facts/usgs_2024.csv): 2,100 t Ta, 110,000 t Nb, "
+                       "390,000 t REO, as oxides by rule C1 of inputs/README.md")
+
+
+# --- the reader's currency --------------------------------------------------------------------
+
+# The data's own convention (inputs/facts/parameters.csv `inr_per_usd`, rule C3 of
+# inputs/README.md): US$1 = INR 84, the 2024 average, rounded.
+DEFAULT_INR_PER_USD = 84.0
+DEFAULT_INR_RATE_DATE = "2024 average, rounded"
+DEFAULT_INR_SOURCE = ("the data's own convention: inputs/facts/parameters.csv inr_per_usd, rule "
+                      "C3 of inputs/README.md")
+
+
+@dataclass(frozen=True)
+class Currency:
+    """US$ M with INR crore beside it: the rate, its date and where it comes from, stated once
+    on a report. INR 1 crore = 10 million rupees, so US$ M x rate / 10 = INR crore."""
+
+    inr_per_usd: float = DEFAULT_INR_PER_USD
+    date: str = DEFAULT_INR_RATE_DATE
+    source: str = DEFAULT_INR_SOURCE
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.inr_per_usd) and 1 <= self.inr_per_usd <= 1000):
+            raise InputError(f"INR per US$ must be a number from 1 to 1000, not "
+                             f"{self.inr_per_usd!r}", loc=("inr_per_usd",))
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Currency:
+        """The rate from ``OPTIMIZER_INR_PER_USD`` (and its date from
+        ``OPTIMIZER_INR_RATE_DATE``); the data's convention when unset."""
+        env = os.environ if environ is None else environ
+        raw = env.get("OPTIMIZER_INR_PER_USD", "").strip()
+        if not raw:
+            return cls()
+        try:
+            rate = float(raw)
+        except ValueError:
+            raise InputError(f"OPTIMIZER_INR_PER_USD={raw!r} is not a number",
+                             loc=("OPTIMIZER_INR_PER_USD",)) from None
+        return cls(rate, env.get("OPTIMIZER_INR_RATE_DATE", "").strip() or "date not stated",
+                   "set by OPTIMIZER_INR_PER_USD")
+
+    def crore(self, musd: float | None) -> float | None:
+        return None if musd is None else musd * self.inr_per_usd / 10.0
+
+    def inr(self, musd: float | None, digits: int = 0) -> str:
+        """INR 12,508 crore."""
+        v = self.crore(musd)
+        if v is None:
+            return "n/a"
+        return f"INR {v:,.{digits}f} crore".replace("INR -", "-INR ")
+
+    def both(self, musd: float | None, digits: int = 0) -> str:
+        """US$1,489 M (INR 12,508 crore)."""
+        return money(musd, digits) if musd is None else \
+            f"{money(musd, digits)} ({self.inr(musd)})"
+
+    @property
+    def statement(self) -> str:
+        return (f"INR crore at US$1 = INR {self.inr_per_usd:g} ({self.date}; {self.source}). "
+                "INR 1 crore = 10 million rupees, so US$ M x "
+                f"{self.inr_per_usd:g} / 10 = INR crore.")
+
+
+# --- terms a committee reads --------------------------------------------------------------------
+
+GLOSSARY: tuple[tuple[str, str], ...] = (
+    ("TREO", "total rare-earth oxides: the tonnes of all rare-earth elements in a product, "
+             "counted as oxides"),
+    ("NdPr", "neodymium and praseodymium oxide, the light rare earths in permanent magnets "
+             "(part of TREO)"),
+    ("Dy+Tb", "dysprosium and terbium oxide, the heavy rare earths that keep magnets working "
+              "when hot (part of TREO)"),
+    ("Ta2O5, Nb2O5", "tantalum and niobium counted as their oxides"),
+    ("NPV", "net present value of a stake: what it is worth (real, post-tax, discounted at 8 %) "
+            "after paying for it, minus the deal cost"),
+    ("Offtake", "the annual output a stake is entitled to: the stake times the project's output"),
+    ("Binding", "a limit the portfolio meets exactly; loosening it could change the answer, "
+                "loosening any other cannot"),
+    ("Regret", "what is lost by a choice against the best one: the objective lost without a "
+               "project, or (batches) against the best portfolio of each draw"),
+    ("Robust core", "projects backed in at least a stated share (e.g. 90 %) of the portfolios "
+                    "of a batch: choices that hold across the scenarios tried"),
+    ("CVaR", "conditional value at risk: the mean NPV of the worst share (e.g. 10 %) of draws"),
+    ("Alternatives", "structurally different portfolios worth nearly as much as the "
+                     "recommended one (within a stated slack of its objective)"),
+    ("Study levels", "how firm a project's figures are, firmest first: producing (accounts), "
+                     "DFS (definitive feasibility study), PFS (pre-feasibility), PEA "
+                     "(preliminary economic assessment), scoping, estimate (set by a rule of "
+                     "the data, no study)"),
+    ("INR crore", "10 million rupees"),
+)
+
+
+def glossary(terms: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+    """The glossary, or the named terms of it in its order."""
+    return [g for g in GLOSSARY if terms is None or g[0] in terms]
+
+
+def question_parts(description: str | None) -> tuple[str, str]:
+    """(the question, the backstory): the description's first sentence, and the rest, which a
+    report folds away."""
+    text = (description or "").strip()
+    if not text:
+        return "", ""
+    for m in re.finditer(r"[.!?](?=\s+[A-Z(])", text):
+        if m.end() >= 40:  # not an abbreviation early in the text
+            return text[:m.end()], text[m.end():].strip()
+    return text, ""
+
+
+# --- which figures to doubt ---------------------------------------------------------------------
+
+STUDY_WORDS = {"producing": "producing (operating accounts)",
+               "dfs": "DFS (definitive feasibility study)", "pfs": "PFS (pre-feasibility study)",
+               "pea": "PEA (preliminary economic assessment)", "scoping": "scoping study",
+               "estimate": "estimated by a rule of the data (no study)"}
+WEAK_LEVELS = ("pea", "scoping", "estimate")  # "PEA-level or estimated": PEA and below
+OLD_STUDY_YEARS = 3.0
+
+
+@dataclass
+class DoubtRow:
+    """One chosen project: how firm its figures are and what to doubt."""
+
+    project_id: str
+    as_of: str | None
+    study_level: str
+    age_years: float | None
+    npv_musd: float
+    weak: bool  # PEA-level or below, or estimated by rule
+    estimated: str  # the figures the data estimated by rule (from its source), if it says
+    warnings: list[str]
+
+    @property
+    def as_of_text(self) -> str:
+        return self.as_of or "undated"
+
+    @property
+    def study_words(self) -> str:
+        return STUDY_WORDS.get(self.study_level, self.study_level)
+
+
+@dataclass
+class Doubts:
+    rows: list[DoubtRow]
+    weak_npv_musd: float
+    npv_musd: float
+
+    @property
+    def weak_share(self) -> float | None:
+        """The share of the portfolio's NPV that rests on PEA-level or estimated figures (None
+        when the portfolio's NPV is not positive, where a share means nothing)."""
+        return self.weak_npv_musd / self.npv_musd if self.npv_musd > 1e-9 else None
+
+    @property
+    def n_undated(self) -> int:
+        return sum(r.as_of is None for r in self.rows)
+
+    @property
+    def n_old(self) -> int:
+        return sum(r.age_years is not None and r.age_years > OLD_STUDY_YEARS for r in self.rows)
+
+    @property
+    def n_weak(self) -> int:
+        return sum(r.weak for r in self.rows)
+
+
+def _as_of_date(v: Any) -> dt.date | None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    text = str(v).strip()
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text if len(text) > 7 else text + "-01")
+    except ValueError:
+        return None  # validated on load; a stored run's rows are validated again
+
+
+def _estimated(source: str) -> str:
+    """What the data's source text says it estimated by rule ("estimates: equity (E1)")."""
+    m = re.search(r"estimates:\s*([^|]+)", source or "")
+    return m.group(1).strip().rstrip(";") if m else ""
+
+
+def doubts(result: Result, data: ProjectData, today: dt.date) -> Doubts:
+    """As-of date, study level and warnings for every chosen project, and the share of the
+    portfolio's NPV that rests on PEA-level or estimated figures."""
+    f = data.frame.set_index("project_id")
+    rows = []
+    for p in result.selected:
+        r = f.loc[p.project_id]
+        level = str(r.get("study_level") or "estimate") if "study_level" in f.columns \
+            else "estimate"
+        raw = r.get("as_of") if "as_of" in f.columns else None
+        when = _as_of_date(raw)
+        age = (today - when).days / 365.25 if when is not None else None
+        warn = []
+        if when is None:
+            warn.append("undated: no study or transaction date for its figures")
+        elif age is not None and age > OLD_STUDY_YEARS:
+            warn.append(f"study {age:.1f} years old (more than {OLD_STUDY_YEARS:g}): costs "
+                        "and prices may have moved")
+        if level == "estimate":
+            warn.append("figures estimated by a rule of the data, not taken from a study")
+        elif level in ("pea", "scoping"):
+            warn.append(f"{STUDY_WORDS[level]}: an early study, wide error on cost and value")
+        rows.append(DoubtRow(p.project_id, None if when is None else str(raw).strip(), level,
+                             age, p.npv_musd, level in WEAK_LEVELS,
+                             _estimated(str(r.get("source") or "")), warn))
+    weak = sum(r.npv_musd for r in rows if r.weak)
+    return Doubts(rows, weak, result.totals.npv_musd)
+
+
+# --- flags a reader must not miss ---------------------------------------------------------------
+
+# Boolean project columns that flag an asset (read when the table carries them; CONTRACT
+# section 1 has none yet, so today they are never present).
+FLAG_COLUMNS = {"conflict_affected": "conflict-affected supply",
+                "sanctioned": "a sanctioned owner, operator or buyer"}
+CHINESE_CONTROL = 0.5  # "controlled": more than half held or controlled
+NEAR_CAP = 0.2  # within 20 percentage points of the scenario's cap on Chinese ownership
+
+
+@dataclass
+class Flag:
+    kind: str  # negative_npv, chinese_ownership, or a FLAG_COLUMNS name
+    project_id: str
+    title: str
+    text: str
+
+
+def _why_negative(p: Any, result: Result, sc: Scenario, data: ProjectData,
+                  analysis: Analysis | None) -> str:
+    """Why the optimum holds a project that loses money: the binding limits it loosens or
+    helps meet, and what excluding it costs (the regret re-solve), in words."""
+    t = result.totals
+    bound = {b.field for b in result.binding}
+    row = data.frame.set_index("project_id").loc[p.project_id]
+    why = []
+    if p.project_id in sc.include_projects:
+        why.append("the scenario forces it in (include_projects)")
+    capped = sorted(b.split(".", 1)[1] for b in bound if b.startswith("max_country_share."))
+    if capped and p.country not in capped:
+        why.append(f"its spend in {country_name(p.country)} adds to total spend, which lets "
+                   + ", ".join(country_name(c) for c in capped)
+                   + f" take more under the {pct(sc.max_country_share, 0)} country cap")
+    if "max_china_processing_share" in bound and not bool(row["china_processing"]):
+        why.append("its spend loosens the cap on China-processed spend")
+    if "max_avg_risk" in bound and float(row["risk_score"]) < (sc.max_avg_risk or 10):
+        why.append(f"its risk of {float(row['risk_score']):g} pulls the spend-weighted "
+                   f"average under the {sc.max_avg_risk:g} cap")
+    same = [q for q in result.selected if q.country == p.country]
+    if sc.min_countries and len(same) == 1 and t.n_countries <= sc.min_countries:
+        why.append(f"it is the only holding in {country_name(p.country)}, one of the "
+                   f"{sc.min_countries} host countries required")
+    for m, floor in sc.min_output_t.items():
+        if f"min_output_t.{m}" in bound and p.output_t.get(m, 0.0) > 0:
+            why.append(f"it supplies {p.output_t[m]:,.0f} {product_unit(m)} toward the floor "
+                       f"of {floor:,.0f}")
+    reg = next((e for e in (analysis.regrets if analysis else [])
+                if e.project_id == p.project_id), None)
+    if reg is not None and reg.loss is not None:
+        why.append(f"without it the best portfolio is worth {reg.loss:,.1f} less"
+                   if reg.loss > 1e-6 else "without it the best portfolio is worth as much "
+                   "(a tie)")
+    elif reg is not None and reg.status == "infeasible":
+        why.append("without it no portfolio meets the scenario")
+    return "; ".join(why) if why else "no binding limit explains it"
+
+
+def flags(result: Result, sc: Scenario, data: ProjectData,
+          analysis: Analysis | None) -> list[Flag]:
+    """Holdings a reader must not miss: negative NPV (and why the optimum keeps it), Chinese
+    ownership or control (and how near the scenario's cap), and any asset flag column."""
+    out: list[Flag] = []
+    f = data.frame.set_index("project_id")
+    cap = sc.max_chinese_ownership
+    for p in result.selected:
+        if p.npv_musd < 0:
+            out.append(Flag("negative_npv", p.project_id, "Negative NPV",
+                            f"{p.project_id} loses {money(-p.npv_musd, 1)} at its stake; it is "
+                            "there because " + _why_negative(p, result, sc, data, analysis)
+                            + "."))
+        row = f.loc[p.project_id]
+        own = float(row.get("chinese_ownership") or 0.0) if "chinese_ownership" in f.columns \
+            else 0.0
+        if own > 0:
+            words = "under Chinese control" if own > CHINESE_CONTROL else "partly Chinese-owned"
+            text = f"{p.project_id} is {words}: {pct(own, 1)} of the asset or its operator"
+            if cap is not None:
+                room = cap - own
+                text += (f", at the scenario's cap of {pct(cap, 0)}" if room <= 1e-9 else
+                         f", {room * 100:.0f} points under the scenario's cap of "
+                         f"{pct(cap, 0)}" + (" (near it)" if room <= NEAR_CAP else ""))
+            else:
+                text += "; the scenario sets no cap on Chinese ownership"
+            out.append(Flag("chinese_ownership", p.project_id, "Chinese ownership", text + "."))
+        for col, what in FLAG_COLUMNS.items():
+            if col in f.columns and _truthy(row.get(col)):
+                out.append(Flag(col, p.project_id, what[0].upper() + what[1:],
+                                f"{p.project_id} is flagged in the data for {what}."))
+    return out
+
+
+def _truthy(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "yes", "1")
+    try:
+        return bool(v) and not (isinstance(v, float) and math.isnan(v))
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass
@@ -160,13 +523,24 @@ class Facts:
     portfolio: list[dict[str, Any]]
     diagnosis: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
+    currency: Currency = field(default_factory=Currency)
+    question_text: str = ""  # the scenario's question: its description's first sentence
+    backstory: str = ""  # the rest of the description (folded on the page)
+    objective_unit: str = "US$ M"
+    doubts: Doubts | None = None
+    flags: list[Flag] = field(default_factory=list)
+    glossary: list[tuple[str, str]] = field(default_factory=list)
+    # How sure the money is (CONTRACT 7a): the result's uncertainty block once the uncertainty
+    # model lands (issue 15); None until then, and the report then says nothing about it.
+    uncertainty: Any | None = None
+    today: dt.date = field(default_factory=dt.date.today)
 
     @property
     def solved(self) -> bool:
-        return self.result.status in ("optimal", "feasible")
+        return self.result.status in WITH_PORTFOLIO
 
 
-def _answer(result: Result, sc: Scenario) -> str:
+def _answer(result: Result, sc: Scenario, cur: Currency | None = None) -> str:
     t = result.totals
     if result.status == "infeasible":
         d = result.diagnosis
@@ -189,67 +563,75 @@ def _answer(result: Result, sc: Scenario) -> str:
     if not result.selected:
         return f"Back nothing: under this scenario no project adds value; {status_words(result)}."
     n_c = t.n_countries
+    both = cur.both if cur is not None else money
     text = (f"Back {t.n_projects} project{'s' if t.n_projects != 1 else ''} in {n_c} "
-            f"countr{'ies' if n_c != 1 else 'y'} for {money(t.cost_musd)}: KABIL "
-            f"{t.kabil_musd:,.0f}, US partners {t.us_musd:,.0f}; NPV {money(t.npv_musd)}")
+            f"countr{'ies' if n_c != 1 else 'y'} for {both(t.cost_musd)}: KABIL "
+            f"{t.kabil_musd:,.0f}, US partners {t.us_musd:,.0f}; NPV {both(t.npv_musd)}")
     if sc.objective == "supply":
-        text += f"; weighted supply {result.objective:,.0f}"
+        text += f"; weighted supply {result.objective:,.0f} {objective_unit(sc)}"
     return text + f"; {status_words(result)}."
 
 
-def _question(sc: Scenario, data: ProjectData, result: Result) -> list[tuple[str, str]]:
+# How the question groups the table of limits: (heading, does this limit belong here)
+QUESTION_GROUPS = (
+    ("Spend caps", lambda lim: lim.kind == "cap"),
+    ("Diversification and risk", lambda lim: lim.kind in ("share", "count")),
+    ("Security floors (offtake)", lambda lim: lim.kind == "floor" and not lim.sampled),
+    ("Under uncertainty", lambda lim: lim.sampled),
+    ("Exclusions and forced choices", lambda lim: lim.kind == "filter"),
+)
+
+
+def limit_words(sc: Scenario, e: L.Entry, cur: Currency | None = None) -> str:
+    """A limit the scenario sets, in the table of limits' words with report formatting
+    (US$ M with INR crore when ``cur`` is given, shares in %, products and countries named)."""
+    lim, v, key = e.limit, e.value, e.key
+    if isinstance(v, list | tuple):
+        names = {"country": country_name, "partner": lambda p: PARTNER_NAMES.get(p, p)}
+        name = names.get(lim.on, str)
+        text = ", ".join(name(x) + (f" ({x})" if lim.on == "country" else "") for x in v)
+    elif lim.unit == "MUSD":
+        text = cur.both(v) if cur is not None else money(v)
+    elif lim.unit == "share":
+        text = pct(v, 0 if float(v * 100).is_integer() else 1)
+    elif lim.unit == "t/y":
+        text = f"{v:,.0f} {product_unit(key)} of {product_name(key)}"
+    elif lim.unit == "risk":
+        text = f"{v:g} (1 best, 10 worst)"
+    else:
+        text = f"{v:,}" if isinstance(v, int) else f"{v:,.6g}"
+    return lim.words.format(value=text, key=L.key_words(lim, key))
+
+
+def _question(sc: Scenario, data: ProjectData, result: Result,
+              cur: Currency | None = None) -> list[tuple[str, str]]:
+    """The scenario in words: every limit it sets, grouped (from the table of limits), then
+    its objective, solver limits and data."""
     q: list[tuple[str, str]] = []
-    if sc.description:
-        q.append(("Question", sc.description))
-    q.append(("Budget", f"{money(sc.budget_musd)} in total, both sides together"))
-    sides = []
-    if sc.kabil_budget_musd is not None:
-        sides.append(f"KABIL at most {money(sc.kabil_budget_musd)}")
-    if sc.us_budget_musd is not None:
-        sides.append(f"US partners at most {money(sc.us_budget_musd)}")
-    q.append(("Each side's budget", "; ".join(sides) if sides else "no separate caps"))
-    if sc.annual_budget_musd:
-        q.append(("Annual caps", "; ".join(
-            f"plan year {k + 1}: " + ("no cap" if v is None else f"at most {money(v)}")
-            for k, v in enumerate(sc.annual_budget_musd))))
-    div = []
-    if sc.max_country_share is not None:
-        div.append(f"no country above {pct(sc.max_country_share, 0)} of spend")
-    if sc.min_countries:
-        div.append(f"at least {sc.min_countries} host countries")
-    if sc.max_projects is not None:
-        div.append(f"at most {sc.max_projects} projects")
-    if sc.max_avg_risk is not None:
-        div.append(f"spend-weighted average risk at most {sc.max_avg_risk:g} (1 best, 10 worst)")
-    if sc.max_china_processing_share is not None:
-        div.append(f"at most {pct(sc.max_china_processing_share, 0)} of spend in projects "
-                   "that depend on processing in China")
-    q.append(("Diversification and risk", "; ".join(div) if div else "none"))
-    floors = [f"{product_name(m)} at least {v:,.0f} {product_unit(m)}"
-              for m, v in sc.min_output_t.items() if v > 0]
-    q.append(("Security floors (offtake)", "; ".join(floors) if floors else "none"))
-    rules = []
-    if sc.exclude_countries:
-        rules.append("excluded countries: " + ", ".join(
-            f"{country_name(c)} ({c})" for c in sc.exclude_countries))
-    if sc.exclude_projects:
-        rules.append("excluded projects: " + ", ".join(sc.exclude_projects))
-    if sc.include_projects:
-        rules.append("projects that must be backed: " + ", ".join(sc.include_projects))
-    partners = getattr(sc, "partners", None)
-    if partners:
-        rules.append("only deals led by " + ", ".join(PARTNER_NAMES.get(p, p) for p in partners))
-    cap = getattr(sc, "max_chinese_ownership", None)
-    if cap is not None:
-        rules.append(f"no project with more than {pct(cap, 0)} Chinese ownership")
-    q.append(("Exclusions and forced choices", "; ".join(rules) if rules else "none"))
+    set_limits = L.entries(sc)
+    for heading, belongs in QUESTION_GROUPS:
+        said = [limit_words(sc, e, cur if e.limit.field == "budget_musd" else None)
+                for e in set_limits if belongs(e.limit)]
+        if heading == "Under uncertainty" and sc.uncertainty is not None:
+            said.insert(0, sample_words(sc))
+        elif heading == "Under uncertainty":
+            continue
+        q.append((heading, "; ".join(said) if said else "none"))
     if sc.objective == "npv":
         q.append(("Objective", "maximise the portfolio's NPV (the value of the stakes bought "
                                "after paying for them, minus deal costs)"))
+    elif sc.objective == "expected_npv":
+        q.append(("Objective", "maximise the portfolio's expected NPV over the sample's draws "
+                               "(US$ M)"))
+    elif sc.objective == "mean_cvar":
+        q.append(("Objective", f"maximise (1 - {sc.risk_aversion:g}) x mean NPV + "
+                               f"{sc.risk_aversion:g} x CVaR of NPV at {pct(sc.cvar_alpha, 0)} "
+                               "(the mean of the worst draws), over the sample (US$ M)"))
     else:
         w = sc.weights()
         q.append(("Objective", "maximise weighted annual offtake: " + ", ".join(
-            f"{product_name(m)} x {v:g}" for m, v in w.items())))
+            f"{product_name(m)} x {v:g}" for m, v in w.items())
+            + f"; its unit: {objective_unit(sc)}"))
     q.append(("Solver limits", f"time limit {sc.solver.time_limit_s:g} s, relative gap "
                                f"{sc.solver.mip_gap:g}"))
     n_c = data.frame["country"].nunique()
@@ -260,122 +642,66 @@ def _question(sc: Scenario, data: ProjectData, result: Result) -> list[tuple[str
 
 
 def _limits(sc: Scenario, result: Result, data: ProjectData) -> list[LimitRow]:
-    t = result.totals
-    solved = result.status in ("optimal", "feasible")
+    """One row per limit the scenario sets, in the table of limits' order: its value, the
+    portfolio's level (as the independent check reads it) and whether it binds; list filters
+    as rules at the end."""
+    solved = result.status in WITH_PORTFOLIO
     bound = {b.field for b in result.binding}
-
-    def v(x: float | None) -> float | None:
-        return x if solved else None
-
-    rows = [LimitRow("budget_musd", "Total budget", "max", sc.budget_musd, v(t.cost_musd),
-                     "MUSD")]
-    if sc.kabil_budget_musd is not None:
-        rows.append(LimitRow("kabil_budget_musd", "KABIL budget", "max", sc.kabil_budget_musd,
-                             v(t.kabil_musd), "MUSD"))
-    if sc.us_budget_musd is not None:
-        rows.append(LimitRow("us_budget_musd", "US partners' budget", "max", sc.us_budget_musd,
-                             v(t.us_musd), "MUSD"))
-    for k, cap in enumerate(sc.annual_budget_musd or []):
-        if cap is not None:
-            spent = t.annual_musd[k] if k < len(t.annual_musd) else 0.0
-            rows.append(LimitRow(f"annual_budget_musd.{k}", f"Spend in plan year {k + 1}", "max",
-                                 cap, v(spent), "MUSD"))
-    if sc.max_country_share is not None:
-        top = max(t.by_country_musd.items(), key=lambda kv: kv[1], default=None)
-        share = top[1] / t.cost_musd if top and t.cost_musd > 0 else 0.0
-        hit = sorted(b.split(".", 1)[1] for b in bound if b.startswith("max_country_share."))
-        note = (f"largest: {country_name(top[0])}" if top else "")
-        if hit:
-            note = "at the cap: " + ", ".join(country_name(c) for c in hit)
-        rows.append(LimitRow("max_country_share", "Largest country's share of spend", "max",
-                             sc.max_country_share, v(share), "share", bool(hit), note))
-    if sc.min_countries:
-        rows.append(LimitRow("min_countries", "Host countries", "min", sc.min_countries,
-                             v(t.n_countries), "count"))
-    if sc.max_projects is not None:
-        rows.append(LimitRow("max_projects", "Projects backed", "max", sc.max_projects,
-                             v(t.n_projects), "count"))
-    if sc.max_avg_risk is not None:
-        rows.append(LimitRow("max_avg_risk", "Spend-weighted average risk", "max",
-                             sc.max_avg_risk, v(t.avg_risk), "risk"))
-    if sc.max_china_processing_share is not None:
-        rows.append(LimitRow("max_china_processing_share", "Share of spend processed in China",
-                             "max", sc.max_china_processing_share,
-                             v(t.china_processing_share), "share"))
-    for m, floor in sc.min_output_t.items():
-        rows.append(LimitRow(f"min_output_t.{m}", f"Offtake of {product_name(m)}", "min", floor,
-                             v(t.output_t.get(m, 0.0)), product_unit(m)))
-    cap = getattr(sc, "max_chinese_ownership", None)
-    if cap is not None and "chinese_ownership" in data.frame.columns:
-        chosen = data.frame["project_id"].isin([p.project_id for p in result.selected])
-        own = data.frame.loc[chosen, "chinese_ownership"].astype(float).fillna(0.0)
-        rows.append(LimitRow("max_chinese_ownership", "Largest Chinese ownership of a project",
-                             "max", cap, v(float(own.max()) if len(own) else 0.0), "share"))
     conflicts = set(result.diagnosis.conflicts) if result.diagnosis else set()
-    for r in rows:
-        if r.field != "max_country_share":
-            r.binding = r.field in bound
-        r.conflict = r.field in conflicts
-    rules = []
-    partners = getattr(sc, "partners", None)
-    if partners:
-        rules.append(("partners", "Lead partners allowed", ", ".join(partners)))
-    if sc.exclude_countries:
-        rules.append(("exclude_countries", "Countries excluded", ", ".join(sc.exclude_countries)))
-    if sc.exclude_projects:
-        rules.append(("exclude_projects", "Projects excluded", ", ".join(sc.exclude_projects)))
-    if sc.include_projects:
-        rules.append(("include_projects", "Projects forced in", ", ".join(sc.include_projects)))
-    for fld, label, what in rules:
-        rows.append(LimitRow(fld, label, "rule", None, None, "", False, what))
-    return rows
+    h = L.holding(data, {p.project_id: p.stake for p in result.selected})
+    numeric: list[LimitRow] = []
+    rules: list[LimitRow] = []
+    by_field: dict[str, list[L.Entry]] = {}
+    for e in L.entries(sc, data):
+        by_field.setdefault(e.field_path, []).append(e)
+    for path, group in by_field.items():
+        lim = group[0].limit
+        if lim.reads == "list":
+            rules.append(LimitRow(path, _cap(lim.label), "rule", None, None, "",
+                                  note=", ".join(map(str, group[0].value)),
+                                  conflict=path in conflicts))
+            continue
+        levels = {e.path: L.level(e, h, sc) for e in group}
+        top = max(levels, key=levels.get) if levels else None
+        row = LimitRow(path, _cap(L.label(lim, group[0].key) if lim.index != "country"
+                                  else "largest country's share of spend"),
+                       lim.sense, group[0].value, levels.get(top) if solved else None,
+                       _unit(lim, group[0].key), conflict=path in conflicts)
+        if lim.index == "country":
+            hit = sorted(e.key for e in group if e.path in bound)
+            row.binding = bool(hit)
+            row.note = ("at the cap: " + ", ".join(country_name(c) for c in hit) if hit else
+                        f"largest: {country_name(top.split('.', 1)[1])}" if solved and top
+                        and h.total > 0 else "")
+        else:
+            row.binding = path in bound
+        numeric.append(row)
+    return numeric + rules
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _unit(lim, key) -> str:
+    """A limit's unit as :meth:`LimitRow.fmt` reads it."""
+    return product_unit(key) if lim.unit == "t/y" else lim.unit
 
 
 def field_words(sc: Scenario, fld: str) -> str:
-    """A scenario field and its value in words with its path, e.g. "spend in plan year 1 at
-    most US$1,000 M (annual_budget_musd.0)"."""
+    """A scenario field and its value in words with its path, e.g. "a spending cap of
+    1,000 MUSD in plan year 1 (annual_budget_musd.0)"."""
     words = field_phrase(sc, fld)
     return fld if words is None else f"{words} ({fld})"
 
 
 def field_phrase(sc: Scenario, fld: str) -> str | None:
-    """A scenario field and its value in words (None for a field not known here)."""
-    head, _, tail = fld.partition(".")
+    """A scenario field and its value in words (the table of limits' words; None for a field
+    not known there)."""
     try:
-        if head == "annual_budget_musd":
-            k = int(tail)
-            words = f"spend in plan year {k + 1} at most {money(sc.annual_budget_musd[k])}"
-        elif head == "min_output_t":
-            words = (f"offtake of {product_name(tail)} at least "
-                     f"{sc.min_output_t[tail]:,.0f} {product_unit(tail)}")
-        elif head in ("budget_musd", "kabil_budget_musd", "us_budget_musd"):
-            who = {"budget_musd": "total budget", "kabil_budget_musd": "KABIL budget",
-                   "us_budget_musd": "US partners' budget"}[head]
-            words = f"{who} of {money(getattr(sc, head))}"
-        elif head in ("max_country_share", "max_china_processing_share",
-                      "max_chinese_ownership"):
-            what = {"max_country_share": "no country above",
-                    "max_china_processing_share": "China-processed projects at most",
-                    "max_chinese_ownership": "Chinese ownership of a project at most"}[head]
-            words = f"{what} {pct(getattr(sc, head), 0)}" + (
-                " of spend" if head != "max_chinese_ownership" else "")
-        elif head == "max_avg_risk":
-            words = f"average risk at most {sc.max_avg_risk:g}"
-        elif head == "min_countries":
-            words = f"at least {sc.min_countries} host countries"
-        elif head == "max_projects":
-            words = f"at most {sc.max_projects} projects"
-        elif head in ("include_projects", "exclude_projects", "exclude_countries", "partners"):
-            what = {"include_projects": "projects that must be backed",
-                    "exclude_projects": "excluded projects",
-                    "exclude_countries": "excluded countries",
-                    "partners": "lead partners allowed"}[head]
-            words = f"{what}: " + ", ".join(getattr(sc, head) or [])
-        else:
-            return None
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return L.describe(sc, fld)
+    except (KeyError, IndexError, ValueError, TypeError):
         return None
-    return words
 
 
 def _portfolio(result: Result, data: ProjectData, products: list[str]) -> list[dict[str, Any]]:
@@ -409,20 +735,36 @@ def alternatives_matrix(fx: Facts) -> list[tuple[str, float | None, list[float |
 
 
 def facts(result: Result, scenario: Scenario, data: ProjectData,
-          analysis: Analysis | None = None) -> Facts:
-    """Everything a report says, computed once for every format."""
+          analysis: Analysis | None = None, *, currency: Currency | None = None,
+          today: dt.date | None = None) -> Facts:
+    """Everything a report says, computed once for every format. ``currency``: the INR rate
+    (default: ``OPTIMIZER_INR_PER_USD`` or the data's convention); ``today``: the date study
+    ages are counted to (default: today)."""
+    cur = currency or Currency.from_env()
+    today = today or dt.date.today()
     products = list(result.totals.output_t)
     diag, fixes = [], []
     if result.diagnosis is not None:
         d = result.diagnosis
         diag = [field_words(scenario, c) for c in d.conflicts]
         fixes = [fx.get("change") or f"change {fx.get('field')}" for fx in d.fixes]
+    solved = result.status in ("optimal", "feasible")
+    question, backstory = question_parts(scenario.description)
     return Facts(result=result, scenario=scenario, data=data, analysis=analysis,
-                 products=products, answer=_answer(result, scenario),
-                 status_text=status_words(result), question=_question(scenario, data, result),
+                 products=products, answer=_answer(result, scenario, cur),
+                 status_text=status_words(result),
+                 question=_question(scenario, data, result, cur),
                  limits=_limits(scenario, result, data),
-                 portfolio=_portfolio(result, data, products), diagnosis=diag, fixes=fixes)
+                 portfolio=_portfolio(result, data, products), diagnosis=diag, fixes=fixes,
+                 currency=cur, question_text=question, backstory=backstory,
+                 objective_unit=objective_unit(scenario),
+                 doubts=doubts(result, data, today) if solved else None,
+                 flags=flags(result, scenario, data, analysis) if solved else [],
+                 glossary=glossary(), uncertainty=getattr(result, "uncertainty", None),
+                 today=today)
 
 
-__all__ = ["Facts", "LimitRow", "alternatives_matrix", "country_name", "facts", "money", "pct",
-           "product_name", "product_unit", "status_words"]
+__all__ = ["GLOSSARY", "WORLD_OUTPUT_2024", "Currency", "Doubts", "Facts", "Flag", "LimitRow",
+           "alternatives_matrix", "country_name", "doubts", "facts", "flags", "glossary",
+           "money", "objective_label", "objective_unit", "pct", "product_name", "product_unit",
+           "question_parts", "status_words"]

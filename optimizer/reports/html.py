@@ -20,16 +20,22 @@ from .analysis import Analysis
 from .facts import (
     PARTNER_NAMES,
     PARTNER_SHORT,
+    WORLD_OUTPUT_2024,
+    WORLD_OUTPUT_SOURCE,
+    Currency,
     Facts,
     alternatives_matrix,
     country_name,
     facts,
+    glossary,
     money,
     num,
+    objective_unit,
     pct,
     product_name,
     product_short,
     product_unit,
+    question_parts,
     signed,
 )
 
@@ -48,15 +54,46 @@ def environment() -> Environment:
                            product_short=product_short,
                            partner_short=lambda p: PARTNER_SHORT.get(p, p), val=value_text,
                            country_name=country_name,
-                           partner_name=lambda p: PARTNER_NAMES.get(p, p))
+                           partner_name=lambda p: PARTNER_NAMES.get(p, p), run_brief=run_brief)
         _ENV = env
     return _ENV
 
 
-def value_text(v: Any) -> str:
-    """A varied field's value for a table cell: numbers to 6 significant digits."""
+def run_brief(run: Any, currency: Currency | None = None) -> dict[str, str]:
+    """What the index page (``GET /``) says of a stored run (``run.scenario`` and
+    ``run.result`` as stored JSON): its question, cost (US$ and INR crore), objective with its
+    unit, and a short id that tells two runs of the same name apart."""
+    sc = dict(getattr(run, "scenario", None) or {})
+    res = dict(getattr(run, "result", None) or {})
+    cur = currency or Currency.from_env()
+    question = question_parts(sc.get("description"))[0]
+    totals = res.get("totals") or {}
+    solved = res.get("status") in ("optimal", "feasible")
+    cost = totals.get("cost_musd") if solved else None
+    obj = res.get("objective")
+    try:
+        unit = objective_unit(Scenario.model_validate(sc)) if sc else "US$ M"
+    except ValueError:  # a run stored by an older version: say what is known
+        unit = "US$ M" if sc.get("objective", "npv") == "npv" else "weighted t/y"
+    is_npv = sc.get("objective", "npv") == "npv"
+    return {
+        "question": question,
+        "cost": "" if cost is None else f"{money(cost)}",
+        "cost_inr": "" if cost is None else cur.inr(cost),
+        "objective": "" if obj is None else (money(obj) + " NPV" if is_npv
+                                             else f"{obj:,.0f}"),
+        "unit": "" if obj is None or is_npv else unit,
+        "short_id": str(getattr(run, "run_id", ""))[:8],
+    }
+
+
+def value_text(v: Any, path: str = "") -> str:
+    """A varied field's value for a table cell: numbers to 6 significant digits; a
+    Monte-Carlo draw's factors to 2 decimals."""
     if v is None:
         return ""
+    if path.startswith("draw.") and isinstance(v, float):
+        return f"{v:.2f}"
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, float):
@@ -100,13 +137,7 @@ def chart_svgs(fx: Facts) -> list[dict[str, str]]:
                     caption="Who leads the deal; colours show who pays.",
                     svg=charts.stacked_spend("Spend by lead partner",
                                              [PARTNER_NAMES.get(p, p) for p in labels], k, u)))
-    out.append(dict(id="chart-offtake", title="Offtake against floors",
-                    caption="Annual offtake entitlement of the stakes bought; dashed lines are "
-                    "the scenario's security floors.",
-                    svg=charts.offtake([product_name(m) for m in fx.products],
-                                       [product_unit(m) for m in fx.products],
-                                       [t.output_t[m] for m in fx.products],
-                                       [sc.min_output_t.get(m) for m in fx.products])))
+    out.append(offtake_chart(fx))
     if t.avg_risk is not None:
         out.append(dict(id="chart-risk", title="Risk against its cap",
                         caption="Diamond: the spend-weighted average risk; dots: the projects.",
@@ -119,6 +150,32 @@ def chart_svgs(fx: Facts) -> list[dict[str, str]]:
                     caption="What the portfolio pays in each plan year; red dashes are the "
                     "annual caps.", svg=charts.annual(t.annual_musd, caps[:len(t.annual_musd)])))
     return out
+
+
+def offtake_chart(fx: Facts) -> dict[str, str]:
+    """Offtake against the scenario's floors where it sets them, else against world mine
+    production (sourced); products with neither are named in the caption."""
+    sc, t = fx.scenario, fx.result.totals
+    floored, world, none = [], [], []
+    for m in fx.products:
+        unit = product_unit(m)
+        floor = sc.min_output_t.get(m) or 0.0
+        if floor > 0:
+            floored.append((product_name(m), t.output_t[m], floor, unit))
+        elif m in WORLD_OUTPUT_2024:
+            world.append((product_name(m), t.output_t[m], WORLD_OUTPUT_2024[m], unit))
+        else:
+            none.append(f"{product_name(m)} {t.output_t[m]:,.0f} {unit}")
+    caption = "Annual offtake entitlement of the stakes bought, as a share of " + (
+        "the scenario's security floors (dashed: the floor)" if floored else "") + (
+        " and, where there is no floor, " if floored and world else "") + (
+        f"{WORLD_OUTPUT_SOURCE}" if world else "") + "."
+    if none:
+        caption += (" No floor and no sourced world figure for " + "; ".join(none)
+                    + " (in the portfolio table).")
+    return dict(id="chart-offtake", title="Offtake against floors and world production",
+                caption=caption, svg=charts.offtake(floored, world,
+                                                    "world mine production 2024"))
 
 
 def _budget_chart(fx: Facts) -> str | None:
@@ -135,6 +192,7 @@ def context(fx: Facts, generated: str | None = None) -> dict[str, Any]:
     r = fx.result
     return dict(
         fx=fx, r=r, sc=fx.scenario, t=r.totals, a=fx.analysis, products=fx.products,
+        cur=fx.currency, ounit=fx.objective_unit, today=fx.today.isoformat(),
         charts=chart_svgs(fx), budget_chart=_budget_chart(fx),
         binding=[row for row in fx.limits if row.binding], alt_matrix=alternatives_matrix(fx),
         generated=generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -144,11 +202,14 @@ def context(fx: Facts, generated: str | None = None) -> dict[str, Any]:
 
 
 def render_html(result: Result, scenario: Scenario, data: ProjectData,
-                analysis: Analysis | None = None, *, generated: str | None = None) -> bytes:
+                analysis: Analysis | None = None, *, generated: str | None = None,
+                currency: Currency | None = None, today: dt.date | None = None) -> bytes:
     """The run's report as one self-contained HTML document (UTF-8 bytes). ``analysis``
     (from :func:`optimizer.reports.analysis.analyse`) adds the "why this portfolio" and
-    alternatives sections; without it they say it was not computed."""
-    fx = facts(result, scenario, data, analysis)
+    alternatives sections; without it they say it was not computed. ``currency``: the INR
+    rate (default: ``OPTIMIZER_INR_PER_USD`` or the data's convention); ``today``: the date
+    study ages are counted to."""
+    fx = facts(result, scenario, data, analysis, currency=currency, today=today)
     html = environment().get_template("run.html.j2").render(**context(fx, generated))
     return html.encode("utf-8")
 
@@ -161,31 +222,35 @@ KIND_WORDS = {"scenarios": "what-if scenarios", "grid": "a grid of scenarios",
               "monte_carlo": "Monte-Carlo draws of the project data",
               "frontier": "points of an efficient frontier"}
 SELECTION_CHART_MAX = 30  # projects in the selection chart
+GRID_HEATMAPS = 6  # heatmaps drawn for a grid of more than two fields (every table is shown)
 
 
 def batch_context(view, generated: str | None = None) -> dict[str, Any]:
     """Everything the batch template shows (charts drawn here)."""
-    from .batch import BatchView
+    from .batch import BatchView, marginal_scale, path_words
 
     v: BatchView = view
     charts_out: list[dict[str, str]] = []
     ok = v.ok_rows
     fk = v.frontier_kind
-    if fk is not None and ok:
-        path = v.varied[0]
-        pts = sorted((r for r in ok if r.varied.get(path) is not None),
-                     key=lambda r: r.varied[path])
+    fv = v.frontier_view()
+    if fv is not None and fv.points:
+        pts = fv.points
         xlabel = ("total budget, US$ M" if fk == "budget"
                   else "weighted supply floor (t/y x weight)")
         charts_out.append(dict(
             id="chart-frontier", title="The efficient frontier",
             caption="Each point is the best NPV at that " + (
                 "budget" if fk == "budget" else "floor on weighted supply")
-            + "; the label is its number of projects. The portfolios are in the table below.",
-            svg=charts.frontier([r.varied[path] for r in pts], [r.objective for r in pts],
+            + "; the label is its number of projects; orange (or the dotted line): the base "
+            "scenario; shaded: stretches where the NPV does not move because another limit "
+            "binds (see the table). The portfolios are in the table below.",
+            svg=charts.frontier([r.varied[fv.path] for r in pts], [r.objective for r in pts],
                                 [str(len(r.stakes)) for r in pts], xlabel, "NPV, US$ M",
                                 "NPV against " + ("budget" if fk == "budget"
-                                                  else "weighted supply")),
+                                                  else "weighted supply"),
+                                base=(fv.base_x, fv.base_y) if fv.base_x is not None else None,
+                                flat=[(f.low, f.high) for f in fv.flats]),
         ))
     if v.kind == "monte_carlo" and ok:
         objs = [r.objective for r in ok if r.objective is not None]
@@ -200,9 +265,27 @@ def batch_context(view, generated: str | None = None) -> dict[str, Any]:
             charts_out.append(dict(
                 id="chart-regret", title="Regret of the base portfolio",
                 caption="How much NPV the base case's portfolio, held fixed, loses against the "
-                "best portfolio of each draw.",
+                "best portfolio of each draw (all draws; a negative regret is a draw where it "
+                "overspends a cap).",
                 svg=charts.histogram(v.histogram(regrets), "regret, US$ M",
                                      "Regret of the base portfolio per draw", 0.0, "no regret")))
+    grids = v.grid_tables()
+    for k, g in enumerate(grids[:GRID_HEATMAPS]):
+        fixed = "; ".join(f"{path_words(p)} = {value_text(x)}" for p, x in g.fixed.items())
+        charts_out.append(dict(
+            id=f"chart-grid-{k}", title="The objective over the grid" + (
+                f" ({fixed})" if fixed else ""),
+            caption=f"Rows: {path_words(g.row_field)}; columns: "
+            + (path_words(g.col_field) if g.col_field else "none")
+            + "; grey: no portfolio. The figures are in the table below.",
+            svg=charts.heatmap(g.col_values if g.col_field else ["objective"], g.row_values,
+                               g.values, path_words(g.col_field) if g.col_field else "",
+                               path_words(g.row_field), "Best NPV by "
+                               + path_words(g.row_field).split(" (")[0]
+                               + (" and " + path_words(g.col_field).split(" (")[0]
+                                  if g.col_field else ""), "NPV, US$ M"
+                               if (v.spec.get("base") or {}).get("objective", "npv") == "npv"
+                               else "objective")))
     sel = [s for s in v.selection if s["chosen"] > 0][:SELECTION_CHART_MAX]
     core_share = float((v.summary.get("robust_core") or {}).get("core_share", 0.9))
     if sel:
@@ -225,11 +308,22 @@ def batch_context(view, generated: str | None = None) -> dict[str, Any]:
         frontier_rows = sorted(v.rows, key=lambda r: (r.varied.get(path) is None,
                                                       r.varied.get(path) or 0))
     objs = [r.objective for r in ok if r.objective is not None]
+    n_within, regret_within = (v.regret_within() if v.kind == "monte_carlo" else (0, None))
+    try:
+        ounit = objective_unit(Scenario.model_validate(v.spec.get("base") or {}))
+    except ValueError:  # a spec stored before a field changed: name the common case
+        ounit = "US$ M"
     return dict(
+        ounit=ounit,
         v=v, kind_words=KIND_WORDS.get(v.kind, v.kind), charts=charts_out, shown=shown,
         unit={"monte_carlo": "draw", "frontier": "point"}.get(v.kind, "scenario"),
-        shown_ids=ids, frontier_rows=frontier_rows, core_share=core_share,
+        shown_ids=ids, frontier_rows=frontier_rows, core_share=core_share, fv=fv,
         objective_range=(min(objs), float(np.median(objs)), max(objs)) if objs else None,
+        breaks=v.limit_breaks() if v.kind == "monte_carlo" else [],
+        n_within=n_within, regret_within=regret_within, grids=grids,
+        marginal_scale=marginal_scale, path_words=path_words,
+        glossary=glossary(("Binding", "Regret", "Robust core", "TREO", "NdPr", "Dy+Tb",
+                           "NPV", "Offtake")),
         spec_json=json.dumps(v.spec, indent=2, default=str),
         generated=generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )

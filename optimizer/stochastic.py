@@ -1,0 +1,208 @@
+"""The sample-average model of CONTRACT section 8: a sample's rows, added to a built model.
+
+A sample of N draws adds one Pyomo block ``draws`` (:func:`attach_sample`; another sample
+replaces it). Its row families are built when a scenario first needs them and kept for the
+sample's lifetime, so re-solving the same sample with another ``risk_aversion``,
+``cvar_alpha``, CVaR floor or confidence only moves parameters and bounds
+(:func:`apply_uncertainty`), as a new budget does for the face-value model.
+
+With ``a_sp = available_sp value_p price_sp - equity_p overrun_sp`` and ``R_s = sum_p a_sp s_p
+- deal_p x_p`` (the portfolio's NPV in draw s):
+
+- ``risk_obj``: max ``(1 - lam) (1/N) sum_s R_s + lam (eta - 1/(alpha N) sum_s u_s)``
+  (``lam`` = 0 for ``expected_npv``, ``risk_aversion`` for ``mean_cvar``);
+- ``shortfall[s]``: ``u_s >= eta - R_s``, ``u_s >= 0`` (Rockafellar-Uryasev: at the optimum
+  ``eta - 1/(alpha N) sum_s u_s`` is the CVaR of R);
+- ``cvar_floor``: ``eta - 1/(alpha N) sum_s u_s + relax >= min_cvar_npv``;
+- ``caps_in_draw[s, cap]``: ``sum_p w_p (equity_p overrun_sp s_p + deal_p x_p) + S_s held_s
+  <= cap + S_s`` for every spend cap (``S_s`` the most the cap's spend can be in draw s, so
+  ``held_s`` = 0 frees the row); ``caps_held_count``: ``sum_s held_s + relax >= ceil(p N)``;
+- ``floors_in_draw[s, m]``: ``sum_p available_sp output_sp output_pm s_p >= floor_m met_s``;
+  ``floors_met_count``: ``sum_s met_s + relax >= ceil(q N)``.
+
+``held`` and ``met`` are binaries fixed at 0 unless the scenario asks for a confidence. Every
+limit of CONTRACT section 3 still holds at face value: the face-value rows are untouched.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.core.expr.numeric_expr import LinearExpression
+
+from .highs_backend import NO_BOUND
+from .model import BuiltModel, _lin, use_objective
+from .sample import Sample
+from .schema import LIMITS, PRODUCTS, STOCHASTIC_OBJECTIVES, Scenario
+
+CAP_LIMITS = [lim for lim in LIMITS if lim.kind == "cap" and lim.reads == "spend"]
+
+
+def attach_sample(built: BuiltModel, sample: Sample) -> None:
+    """Give the model ``sample``'s block (once: the same sample again is a no-op; another
+    replaces it). The row families themselves come with :func:`apply_uncertainty`."""
+    if built.sample is sample:
+        return
+    m = built.model
+    if hasattr(m, "draws"):
+        m.del_component(m.draws)
+    b = pyo.Block()
+    m.draws = b
+    n_draws = sample.n_draws
+    b.S = pyo.RangeSet(0, n_draws - 1, doc="draws of the sample")
+    mut = {"mutable": True, "domain": pyo.Any}
+    b.lam = pyo.Param(initialize=0.0, doc="lambda: weight of CVaR in risk_obj", **mut)
+    b.alpha = pyo.Param(initialize=0.1, doc="cvar_alpha", **mut)
+    b.eta = pyo.Var(domain=pyo.Reals, doc="eta: the value-at-risk at the optimum")
+    b.shortfall_of = pyo.Var(b.S, domain=pyo.NonNegativeReals,
+                             doc="u_s = max(0, eta - R_s)")
+    built.sample = sample
+    built.sample_parts = set()
+    _risk_objective(built)
+
+
+def _risk_objective(built: BuiltModel) -> None:
+    """risk_obj: (1 - lam) E[R] + lam (eta - 1/(alpha N) sum_s u_s)."""
+    m, b, data, smp = built.model, built.model.draws, built.data, built.sample
+    if hasattr(b, "risk_obj"):
+        b.del_component(b.risk_obj)
+    n = data.n
+    mean_a = smp.value_coefficients(data).mean(axis=0)
+    deal = data.col("deal_cost_musd")
+    keep_mean = 1 - b.lam
+    coefs = [keep_mean * float(v) for v in mean_a] + [keep_mean * float(-d) for d in deal]
+    vars_ = [m.stake[p] for p in range(n)] + [m.choose[p] for p in range(n)]
+    if "shortfall" in built.sample_parts:  # the CVaR terms: only once u_s are tied to R_s
+        coefs.append(b.lam)
+        vars_.append(b.eta)
+        tail = -b.lam / (b.alpha * smp.n_draws)
+        coefs += [tail] * smp.n_draws
+        vars_ += [b.shortfall_of[s] for s in b.S]
+    b.risk_obj = pyo.Objective(expr=LinearExpression(constant=0, linear_coefs=coefs,
+                                                     linear_vars=vars_),
+                               sense=pyo.maximize,
+                               doc="max (1 - lam) (1/N) sum_s R_s + lam CVaR_alpha(R)")
+    b.risk_obj.deactivate()
+
+
+def _add_shortfall(built: BuiltModel) -> None:
+    """shortfall[s]: u_s - eta + sum_p a_sp s_p - deal_p x_p >= 0; cvar_floor."""
+    m, b, data, smp = built.model, built.model.draws, built.data, built.sample
+    n = data.n
+    a = smp.value_coefficients(data)
+    deal = -data.col("deal_cost_musd")
+    sx = [m.stake[p] for p in range(n)] + [m.choose[p] for p in range(n)]
+    b.shortfall = pyo.Constraint(
+        b.S, rule=lambda _, s: (0.0, _lin(np.concatenate([a[s], deal]), sx,
+                                          ((1.0, b.shortfall_of[s]), (-1.0, b.eta))), None),
+        doc="u_s >= eta - R_s")
+    tail = -1.0 / (b.alpha * smp.n_draws)
+    b.cvar_floor = pyo.Constraint(
+        expr=(m.rhs["min_cvar_npv"], LinearExpression(
+            constant=0, linear_coefs=[1.0, *([tail] * smp.n_draws), 1.0],
+            linear_vars=[b.eta, *(b.shortfall_of[s] for s in b.S), m.relax["min_cvar_npv"]]),
+            None),
+        doc="eta - 1/(alpha N) sum_s u_s >= min_cvar_npv")
+    built.sample_parts.add("shortfall")
+    _risk_objective(built)
+
+
+def _add_caps(built: BuiltModel) -> None:
+    """held[s] and caps_in_draw[s, cap] for every spend cap; caps_held_count."""
+    m, b, data, smp = built.model, built.model.draws, built.data, built.sample
+    n = data.n
+    paths = [p for p in m.F if p.split(".")[0] in {lim.field for lim in CAP_LIMITS}]
+    b.CAPS = pyo.Set(initialize=paths, ordered=True, doc="the spend caps' field paths")
+    b.held = pyo.Var(b.S, domain=pyo.Binary, bounds=(0, 0),
+                     doc="1: every spend cap holds in draw s")
+    price = smp.cost_coefficients(data)  # (N, n)
+    deal = data.col("deal_cost_musd")
+    smax = data.col("max_stake")
+    sx = [m.stake[p] for p in range(n)] + [m.choose[p] for p in range(n)]
+    weights = {}
+    for path in paths:
+        head, _, key = path.partition(".")
+        lim = next(lim for lim in CAP_LIMITS if lim.field == head)
+        w = np.ones(n) if lim.weight is None else np.asarray(
+            lim.weight(data, int(key) if key else None), dtype=float)
+        weights[path] = w
+
+    def row(_, s, path):
+        w = weights[path]
+        most = float(w @ (price[s] * smax + deal))  # S_s: the cap's spend at every maximum
+        return (None, _lin(np.concatenate([w * price[s], w * deal]), sx,
+                           ((most, b.held[s]),)), m.rhs[path] + most)
+
+    b.caps_in_draw = pyo.Constraint(b.S, b.CAPS, rule=row,
+                                    doc="sum_p w_p C_ps + S_s held_s <= cap + S_s")
+    b.caps_held_count = pyo.Constraint(
+        expr=(m.rhs["budget_confidence"], LinearExpression(
+            constant=0, linear_coefs=[1.0] * smp.n_draws + [1.0],
+            linear_vars=[*(b.held[s] for s in b.S), m.relax["budget_confidence"]]), None),
+        doc="sum_s held_s >= ceil(budget_confidence N)")
+    built.sample_parts.add("caps")
+
+
+def _add_floors(built: BuiltModel) -> None:
+    """met[s] and floors_in_draw[s, m]; floors_met_count."""
+    m, b, data, smp = built.model, built.model.draws, built.data, built.sample
+    n = data.n
+    made = [mi for j, mi in enumerate(PRODUCTS) if data.outputs[:, j].any()]
+    b.FLOORS = pyo.Set(initialize=made, ordered=True, doc="products some project makes")
+    b.met = pyo.Var(b.S, domain=pyo.Binary, bounds=(0, 0),
+                    doc="1: every output floor holds in draw s")
+    b.floor_value = pyo.Param(b.FLOORS, initialize=0.0, mutable=True, domain=pyo.Any,
+                              doc="min_output_t[m] (0 when not set)")
+    drawn = smp.available * smp.output  # (N, n)
+    s_vars = [m.stake[p] for p in range(n)]
+
+    def row(_, s, mi):
+        coefs = drawn[s] * data.outputs[:, PRODUCTS.index(mi)]
+        return (0.0, _lin(coefs, s_vars, ((-b.floor_value[mi], b.met[s]),)), None)
+
+    b.floors_in_draw = pyo.Constraint(b.S, b.FLOORS, rule=row,
+                                      doc="drawn O_s[m] >= min_output_t[m] met_s")
+    b.floors_met_count = pyo.Constraint(
+        expr=(m.rhs["min_output_confidence"], LinearExpression(
+            constant=0, linear_coefs=[1.0] * smp.n_draws + [1.0],
+            linear_vars=[*(b.met[s] for s in b.S), m.relax["min_output_confidence"]]), None),
+        doc="sum_s met_s >= ceil(min_output_confidence N)")
+    built.sample_parts.add("floors")
+
+
+def apply_uncertainty(built: BuiltModel, sc: Scenario) -> None:
+    """Move the scenario's section-8 numbers into the sample's block (after
+    ``model.apply_scenario``): the objective's lambda and alpha, the CVaR floor, the
+    confidences as draw counts, building a row family the first time it is needed."""
+    m = built.model
+    b = getattr(m, "draws", None)
+    if b is None:
+        return
+    n_draws = built.sample.n_draws
+    stochastic = sc.uncertainty is not None
+    if stochastic and (sc.objective == "mean_cvar" or sc.min_cvar_npv is not None):
+        if "shortfall" not in built.sample_parts:
+            _add_shortfall(built)
+    b.lam.set_value(sc.risk_aversion if stochastic and sc.objective == "mean_cvar" else 0.0)
+    b.alpha.set_value(sc.cvar_alpha)
+    m.rhs["min_cvar_npv"].set_value(
+        float(sc.min_cvar_npv) if stochastic and sc.min_cvar_npv is not None else -NO_BOUND)
+    for field, part, add, binary in (("budget_confidence", "caps", _add_caps, "held"),
+                                     ("min_output_confidence", "floors", _add_floors, "met")):
+        p = getattr(sc, field) if stochastic else None
+        if p is not None and part not in built.sample_parts:
+            add(built)
+        if part in built.sample_parts:
+            for s in b.S:
+                getattr(b, binary)[s].setub(1 if p is not None else 0)
+        m.rhs[field].set_value(-NO_BOUND if p is None else float(math.ceil(p * n_draws - 1e-9)))
+    if "floors" in built.sample_parts:
+        for mi in b.FLOORS:
+            b.floor_value[mi].set_value(float(sc.min_output_t.get(mi, 0.0)))
+    if sc.objective in STOCHASTIC_OBJECTIVES:
+        use_objective(built, sc.objective)
+
+
+__all__ = ["attach_sample", "apply_uncertainty"]
