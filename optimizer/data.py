@@ -24,6 +24,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from .errors import InputError, Problem
+from .sample import sample_for
 from .schema import (
     AS_OF_RE,
     COLUMNS,
@@ -618,8 +619,6 @@ def check_scenario_against(scenario: Scenario, data: ProjectData) -> None:
     if problems:
         raise InputError(problems)
     if scenario.uncertainty is not None:  # its draws made (and checked) now, before building
-        from .sample import sample_for
-
         sample_for(data, scenario)
 
 

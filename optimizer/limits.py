@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import risk
-from .sample import sample_for
+from .sample import Sample, sample_for
 from .schema import (
     LIMIT_BY_FIELD,
     LIMITS,
@@ -27,6 +27,7 @@ from .schema import (
     PRODUCTS,
     SETTING_FIELDS,
     Limit,
+    RiskFigures,
     Scenario,
 )
 
@@ -238,8 +239,24 @@ def _on_sample(h: Holding, sc: Scenario) -> risk.Outcomes:
     key = (smp.sha256, id(sc))
     got = h.on_sample.get(key)
     if got is None:
-        got = h.on_sample[key] = risk.outcomes(h.data, sc, smp, h)
+        got = h.on_sample[key] = outcomes_on(h.data, sc, smp, h)
     return got
+
+
+def outcomes_on(data: ProjectData, sc: Scenario, sample: Sample, h: Holding) -> risk.Outcomes:
+    """The portfolio ``h`` in every draw of ``sample``, against the spend caps and output
+    floors ``sc`` sets (the table of limits says which those are)."""
+    caps = [(e.path, float(e.value), None if e.limit.weight is None
+             else np.asarray(e.limit.weight(data, e.key), dtype=float))
+            for e in entries(sc, data) if e.limit.kind == "cap" and e.limit.reads == "spend"]
+    return risk.outcomes(data, sample, h, caps, sc.min_output_t)
+
+
+def measure(data: ProjectData, sc: Scenario, sample: Sample, stakes: dict[str, float],
+            alpha: float | None = None) -> RiskFigures:
+    """The figures of a portfolio ``{project_id: stake}`` on ``sample``."""
+    return risk.figures(outcomes_on(data, sc, sample, holding(data, stakes)),
+                        sc.cvar_alpha if alpha is None else alpha)
 
 
 def level(e: Entry, h: Holding, sc: Scenario) -> float:
@@ -426,5 +443,5 @@ def label(lim: Limit, key: Any = None) -> str:
 
 __all__ = ["BIND_TOL", "CHECK_TOL", "Breach", "Entry", "Holding", "amount", "at_least_as_loose",
            "binding", "breaches", "describe", "entries", "entry_at", "fields", "holding",
-           "key_words", "label", "level", "linear_form", "looseness_order", "slack_paths",
-           "value_words"]
+           "key_words", "label", "level", "linear_form", "looseness_order", "measure",
+           "outcomes_on", "slack_paths", "value_words"]

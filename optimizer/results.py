@@ -8,6 +8,7 @@ import numpy as np
 from . import limits
 from .data import ProjectData
 from .limits import Holding, holding
+from .sample import sample_for
 from .schema import PRODUCTS, Binding, Scenario, SelectedProject, Totals
 
 
@@ -79,10 +80,7 @@ def objective_value(data: ProjectData, scenario: Scenario, totals: Totals,
         return float(sum(w[m] * totals.output_t[m] for m in PRODUCTS))
     if stakes is None:
         raise ValueError(f"objective {scenario.objective!r} needs the portfolio's stakes")
-    from .risk import measure
-    from .sample import sample_for
-
-    fig = measure(data, scenario, sample_for(data, scenario), stakes)
+    fig = limits.measure(data, scenario, sample_for(data, scenario), stakes)
     lam = scenario.risk_aversion if scenario.objective == "mean_cvar" else 0.0
     return (1.0 - lam) * fig.mean + lam * fig.cvar
 

@@ -5,18 +5,20 @@ coefficients of :meth:`Sample.value_coefficients`), what it pays ``C_s`` (each s
 ``india_share``, each plan year its ``spend_share``), whether every spend cap of the scenario
 holds at those prices, whether every ``min_output_t`` floor holds at the drawn outputs. Used
 for the result's in-sample figures, for judging a portfolio on fresh draws, by the independent
-check of the sampled limits (``optimizer.limits``) and by the reports.
+check of the sampled limits (``optimizer.limits``, which reads the scenario's caps and floors
+off the table of limits and calls :func:`outcomes`) and by the reports.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .schema import LIMITS, PRODUCTS, RiskFigures, Scenario
+from .schema import LIMITS, PRODUCTS, RiskFigures
 
 if TYPE_CHECKING:
     from .data import ProjectData
@@ -37,27 +39,26 @@ class Outcomes:
     overspend: dict[str, np.ndarray]
 
 
-def outcomes(data: ProjectData, sc: Scenario, sample: Sample, h: Holding) -> Outcomes:
-    """The portfolio ``h`` in every draw of ``sample``."""
+def outcomes(data: ProjectData, sample: Sample, h: Holding,
+             caps: Sequence[tuple[str, float, np.ndarray | None]],
+             floors: Mapping[str, float]) -> Outcomes:
+    """The portfolio ``h`` in every draw of ``sample``. ``caps``: each spend cap as (path,
+    value, weight per project or None for the whole spend); ``floors``: output floors per
+    product (``optimizer.limits.outcomes_on`` reads both off a scenario)."""
     a = sample.value_coefficients(data)
     npv = a @ h.s - float(data.col("deal_cost_musd") @ h.x)
     cost = sample.cost_coefficients(data) * h.s + data.col("deal_cost_musd") * h.x  # (N, n)
     within = np.ones(sample.n_draws, dtype=bool)
     overspend: dict[str, np.ndarray] = {}
-    from .limits import entries  # the table of limits says which caps the scenario sets
-
-    for e in entries(sc, data):
-        if e.limit.kind != "cap" or e.limit.reads != "spend":
-            continue
-        w = None if e.limit.weight is None else e.limit.weight(data, e.key)
+    for path, value, w in caps:
         spent = cost.sum(axis=1) if w is None else cost @ w
-        over = spent - e.value
-        broken = over > CHECK_TOL * max(1.0, abs(e.value))
+        over = spent - value
+        broken = over > CHECK_TOL * max(1.0, abs(value))
         within &= ~broken
-        overspend[e.path] = np.where(broken, over, 0.0)
+        overspend[path] = np.where(broken, over, 0.0)
     met = np.ones(sample.n_draws, dtype=bool)
     drawn = sample.available * sample.output * h.s  # (N, n) stake times drawn output factor
-    for m, floor in sc.min_output_t.items():
+    for m, floor in floors.items():
         got = drawn @ data.outputs[:, PRODUCTS.index(m)]
         met &= got >= floor - CHECK_TOL * max(1.0, abs(floor))
     return Outcomes(npv=npv, within_caps=within, floors_met=met, overspend=overspend)
@@ -86,16 +87,7 @@ def figures(out: Outcomes, alpha: float) -> RiskFigures:
                        floors_met_share=float(out.floors_met.mean()))
 
 
-def measure(data: ProjectData, sc: Scenario, sample: Sample, stakes: dict[str, float],
-            alpha: float | None = None) -> RiskFigures:
-    """The figures of a portfolio ``{project_id: stake}`` on ``sample``."""
-    from .limits import holding
-
-    return figures(outcomes(data, sc, sample, holding(data, stakes)),
-                   sc.cvar_alpha if alpha is None else alpha)
-
-
 # the sampled limits' rows of the table, for a quick membership test
 SAMPLED_FIELDS = tuple(lim.field for lim in LIMITS if lim.sampled)
 
-__all__ = ["Outcomes", "SAMPLED_FIELDS", "cvar", "figures", "measure", "outcomes"]
+__all__ = ["Outcomes", "SAMPLED_FIELDS", "cvar", "figures", "outcomes"]

@@ -114,6 +114,9 @@ COLUMNS: tuple[Column, ...] = (
            "composite country, ESG and execution risk, 10 the worst", 1.0, 10.0),
     Column("china_processing", "bool", False, "", "true/false (default false)",
            "output today depends on processing in China"),
+    Column("conflict_affected", "bool", False, "", "true/false (default false)",
+           "the asset's supply comes from a conflict-affected area (an armed group controls or "
+           "taxes it; OECD due-diligence red flag): reports flag a holding of it"),
     Column("exclusive_group", "text", False, "", "text (optional)",
            "at most one project of a group may be chosen"),
     Column("requires", "text", False, "", "a project_id of this table (optional)",

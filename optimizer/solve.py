@@ -28,12 +28,13 @@ from typing import Any
 import pandas as pd
 from pyomo.contrib.solver.common.results import TerminationCondition
 
-from . import risk
+from .alternatives import alternative as find_alternative
 from .certify import EXACT_TOL, certify
 from .check import violations
 from .data import ProjectData, check_scenario_against, load_projects, load_scenario, scenario_sha256
 from .diagnose import diagnose_infeasible
 from .highs_backend import highs_version
+from .limits import measure
 from .model import BuiltModel
 from .results import binding, objective_value, portfolio
 from .sample import fresh_sample, sample_for
@@ -114,9 +115,7 @@ class Optimizer:
     def alternative(self, scenario: Scenario | dict | str | Path, **kw: Any) -> Result:
         """A portfolio other than the optimum (:func:`optimizer.alternatives.alternative`:
         ``exclude``, ``min_difference``, ``away_from``, ``min_objective``)."""
-        from .alternatives import alternative
-
-        return alternative(self, self.scenario(scenario), **kw)
+        return find_alternative(self, self.scenario(scenario), **kw)
 
     def scenario(self, scenario: Scenario | dict | str | Path) -> Scenario:
         """``scenario`` validated, and checked against this table (names, countries)."""
@@ -161,10 +160,12 @@ class Optimizer:
                 diagnosis = diagnose_infeasible(session, sc)
         finally:
             session.deadline = None
+        searched_s = time.monotonic() - t_start  # before any judging on fresh draws
         result = self.result_for(sc, stakes, status=status, bound=out.bound,
                                  termination=out.termination.name, solve_s=out.solve_s,
                                  notes=cert.repairs, diagnosis=diagnosis,
-                                 wall_s=time.monotonic() - t_start)
+                                 wall_s=time.monotonic() - t_start,
+                                 judge=alternative is None)
         if result.status in WITH_PORTFOLIO:
             # what leaves the library, re-checked as a reader would: the reported stakes
             broken = violations(self.data, sc, {p.project_id: p.stake for p in result.selected},
@@ -172,9 +173,7 @@ class Optimizer:
             if broken:  # cannot happen after certify(); if it ever does, nothing is shown
                 raise SolutionCheckError(broken)
         if diagnosis is None:  # what this solve spent outside HiGHS's run, for the next
-            session.learn_overhead(time.monotonic() - t_start, out.solve_s)
-        if sc.uncertainty is not None and result.status in WITH_PORTFOLIO:
-            result.uncertainty = self.uncertainty_of(sc, stakes, judge=alternative is None)
+            session.learn_overhead(searched_s, out.solve_s)
         return result
 
     def uncertainty_of(self, sc: Scenario, stakes: dict[str, float], *, judge: bool = True
@@ -183,7 +182,7 @@ class Optimizer:
         ``judge``, beside the face-value optimum on fresh draws neither was chosen on
         (:func:`optimizer.sample.fresh_sample`): the value of the stochastic solution."""
         smp = sample_for(self.data, sc)
-        inside = risk.measure(self.data, sc, smp, stakes)
+        inside = measure(self.data, sc, smp, stakes)
         block = UncertaintyBlock(**inside.model_dump(), draws=smp.n_draws, alpha=sc.cvar_alpha,
                                  source=smp.source, seed=smp.seed, sample_sha256=smp.sha256)
         fresh = fresh_sample(self.data, sc) if judge else None
@@ -192,8 +191,8 @@ class Optimizer:
         face_sc = sc.at_face_value()
         face = self.solve_with(face_sc, diagnose=False)
         face_stakes = {p.project_id: p.stake for p in face.selected}
-        mine = risk.measure(self.data, sc, fresh, stakes)
-        theirs = risk.measure(self.data, sc, fresh, face_stakes) if face.has_portfolio else None
+        mine = measure(self.data, sc, fresh, stakes)
+        theirs = measure(self.data, sc, fresh, face_stakes) if face.has_portfolio else None
         block.out_of_sample = OutOfSample(
             draws=fresh.n_draws, seed=fresh.seed, source=fresh.source, portfolio=mine,
             face_value=theirs, face_value_selected=sorted(face_stakes),
@@ -203,11 +202,12 @@ class Optimizer:
 
     def result_for(self, sc: Scenario, stakes: dict[str, float], *, status: str,
                    bound: float | None, termination: str, solve_s: float = 0.0,
-                   notes: Sequence[str] = (), diagnosis=None, wall_s: float | None = None
-                   ) -> Result:
+                   notes: Sequence[str] = (), diagnosis=None, wall_s: float | None = None,
+                   judge: bool = True) -> Result:
         """The result object for a certified portfolio ``stakes`` of ``sc`` (or none, for a
         status without one). Also used by batches for a portfolio re-used from a looser row
-        (``optimizer.batch.reuse``)."""
+        (``optimizer.batch.reuse``). Under uncertainty it carries the portfolio's figures on
+        the sample and, with ``judge``, on fresh draws beside the face-value optimum."""
         selected, totals = portfolio(self.data, stakes)
         ok = status in WITH_PORTFOLIO
         obj = objective_value(self.data, sc, totals, stakes) if ok else None
@@ -235,6 +235,8 @@ class Optimizer:
                 software_version=SOFTWARE_VERSION, pyomo_version=PYOMO_VERSION,
                 python_version=platform.python_version()),
             scenario_name=sc.name,
+            uncertainty=(self.uncertainty_of(sc, stakes, judge=judge)
+                         if ok and sc.uncertainty is not None else None),
         )
 
     def _best_candidate(self, sc: Scenario, candidates: Sequence[dict[str, float]],

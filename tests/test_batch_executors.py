@@ -21,6 +21,15 @@ MC = {"base": BASE, "diagnose": False, "monte_carlo": {
     "capex_overrun": {"dist": "triangular", "low": 0.9, "mode": 1.0, "high": 1.4},
     "disruption": {"default": 0.05, "countries": {"MW": 0.4}}}}
 
+# under uncertainty: a risk frontier on the data's default model (each worker makes the same
+# draws from the seed) and a grid over the new fields
+RISK = {"base": {**BASE, "objective": "mean_cvar",
+                 "uncertainty": {"draws": 40, "seed": 5, "fresh_draws": 60}},
+        "frontier": {"kind": "risk", "points": 4}}
+RISK_GRID = {"base": {**BASE, "objective": "expected_npv",
+                      "uncertainty": {"draws": 40, "seed": 5, "fresh_draws": 0}},
+             "grid": {"budget_confidence": [0.5, 0.9], "min_cvar_npv": [-2000, -500]}}
+
 
 def table(executor, spec: dict, shipped, chunk_size=None) -> list[tuple]:
     sink = ListSink()
@@ -31,7 +40,9 @@ def table(executor, spec: dict, shipped, chunk_size=None) -> list[tuple]:
         executor.close()
     rows = sorted(sink.rows, key=lambda r: r["index"])
     return [(r["index"], r["status"], round(r["objective"], 6) if r["objective"] else None,
-             tuple(sorted(p["project_id"] for p in r["selected"])), str(r.get("draw")))
+             tuple(sorted(p["project_id"] for p in r["selected"])), str(r.get("draw")),
+             str((r.get("uncertainty") or {}).get("sample_sha256")),
+             round(((r.get("uncertainty") or {}).get("out_of_sample") or {}).get("vss") or 0, 6))
             for r in rows]
 
 
@@ -43,11 +54,12 @@ def dask_cluster():
         yield cluster
 
 
-@pytest.mark.parametrize("spec", [GRID, MC], ids=["grid", "monte_carlo"])
-def test_one_two_workers_and_dask_give_the_same_table(spec, shipped, dask_cluster):
+@pytest.mark.parametrize(("spec", "n"), [(GRID, 8), (MC, 16), (RISK, 4), (RISK_GRID, 4)],
+                         ids=["grid", "monte_carlo", "risk_frontier", "uncertain_grid"])
+def test_one_two_workers_and_dask_give_the_same_table(spec, n, shipped, dask_cluster):
     one = table(LocalProcesses(1), spec, shipped, chunk_size=3)
     two = table(LocalProcesses(2), spec, shipped, chunk_size=1)
     dask = table(DaskCluster(dask_cluster.scheduler_address), spec, shipped)
-    assert len(one) == len(two) == len(dask) == (8 if spec is GRID else 16)
+    assert len(one) == len(two) == len(dask) == n
     assert two == one
     assert dask == one

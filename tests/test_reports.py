@@ -26,8 +26,8 @@ from optimizer.results import objective_value, portfolio
 from .conftest import INPUTS, TINY_ROWS, scenario
 from .instances import subset_sum
 
-SHEETS = ["Summary", "Portfolio", "Limits", "Doubts", "Sensitivity", "Alternatives", "Data",
-          "Glossary", "Provenance"]
+SHEETS = ["Summary", "Portfolio", "Limits", "Doubts", "Uncertainty", "Sensitivity",
+          "Alternatives", "Data", "Glossary", "Provenance"]
 
 
 def fresh_objective(sc) -> float | None:

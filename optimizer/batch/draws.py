@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import sample
+from ..check import portfolio_arrays
 from ..data import ProjectData
 from ..sample import Draw
 from ..schema import PRODUCTS, Scenario
@@ -52,8 +53,6 @@ def perturb(data: ProjectData, draw: Draw) -> ProjectData:
 
 def evaluate(data: ProjectData, scenario: Scenario, stakes: dict[str, float]) -> float:
     """A fixed portfolio's objective on (perturbed) data, without re-optimising."""
-    from ..check import portfolio_arrays
-
     x, s = portfolio_arrays(data, stakes)
     if scenario.objective == "npv":
         return float((data.col("npv_musd") * s - data.col("deal_cost_musd") * x).sum())

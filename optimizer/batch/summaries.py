@@ -121,6 +121,10 @@ class Tally:
                 # negative regret (it "earns" more by overspending); these draws exclude that
                 "regret_within_limits": quantiles(self.regrets_within),
                 "share_breaking_limits": self.base_breaks / self.base_rows,
+                # the expected value of perfect information about the draws: the mean of
+                # each draw's own optimum minus the mean value of the base portfolio held
+                # fixed (the mean regret), over the draws where both exist
+                "evpi_musd": float(np.mean(self.regrets)) if self.regrets else None,
             }
         if self.failed:
             out["failed"] = self.failed

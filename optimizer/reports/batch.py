@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 
 from .. import csvsafe
+from ..batch.spec import parse_spec
 from ..batch.summaries import quantiles
+from ..batch.table import cell, varied_paths
 from ..errors import InputError
-from ..schema import WITH_PORTFOLIO
+from ..limits import entry_at
+from ..schema import WITH_PORTFOLIO, Scenario
 
 OK = WITH_PORTFOLIO
 SIDE_BY_SIDE = 12  # rows in the side-by-side table of an HTML report
@@ -48,6 +51,9 @@ class BatchRow:
     base_regret: float | None = None
     base_meets_limits: bool | None = None
     base_broken: list[str] = field(default_factory=list)  # the limits it breaks, in brief
+    # each broken cap or floor with its excess (rows written since the typed batch rows)
+    base_breaches: list[dict[str, Any]] = field(default_factory=list)
+    in_sample: dict[str, Any] | None = None  # a row solved under uncertainty: its block
     binding: list[str] = field(default_factory=list)  # scenario limits met exactly
 
     @property
@@ -113,8 +119,15 @@ class BatchView:
         by: dict[str, list[float | None]] = {}
         truncated = 0
         rows = [r for r in self.rows if r.base_meets_limits is not None]
+        base = load_base(base_sc) if any(r.base_breaches for r in rows) else None
         for r in rows:
-            truncated += len(r.base_broken) >= BROKEN_KEPT
+            if r.base_breaches or not r.base_broken:  # every break, each with its size
+                for b in r.base_breaches:
+                    fld = entry_at(base, b["path"]).field_path
+                    scale = 100.0 if fld.split(".")[0] in SHARE_FIELDS else 1.0
+                    by.setdefault(fld, []).append(float(b["excess"]) * scale)
+                continue
+            truncated += len(r.base_broken) >= BROKEN_KEPT  # an older folder: from the words
             for text in r.base_broken:
                 fld, excess = parse_break(text, base_sc)
                 by.setdefault(fld, []).append(excess)
@@ -367,6 +380,11 @@ def break_unit(path: str) -> str:
 _NUM = r"(-?[0-9.]+(?:e[-+]?[0-9]+)?)"
 
 
+def load_base(base: dict[str, Any]) -> Scenario:
+    """The batch's base scenario (validated when the batch ran)."""
+    return Scenario.model_validate(base)
+
+
 def parse_break(text: str, base: dict[str, Any]) -> tuple[str, float | None]:
     """(field, by how much) from one of the base portfolio's broken limits as the batch row
     words it (optimizer.check.violations): "budget_musd: 1650.2 exceeds 1600",
@@ -398,34 +416,11 @@ def _reason(row: dict[str, Any]) -> str:
     return ""
 
 
-def _get(scenario: dict[str, Any], path: str) -> Any:
-    parts = path.split(".")
-    cur: Any = scenario.get(parts[0])
-    for p in parts[1:]:
-        if isinstance(cur, list):
-            k = int(p)
-            cur = cur[k] if k < len(cur) else None
-        elif isinstance(cur, dict):
-            cur = cur.get(p)
-        else:
-            return None
-    return cur
-
-
 def _row(raw: dict[str, Any], varied: list[str]) -> BatchRow:
     t = raw.get("totals") or {}
     sc = raw.get("scenario") or {}
     base = raw.get("base_portfolio") or {}
-    vals: dict[str, Any] = {}
-    for p in varied:
-        if p.startswith(("draw.", "base_portfolio.")):
-            cur: Any = raw
-            for part in p.split("."):
-                cur = cur.get(part) if isinstance(cur, dict) else None
-            vals[p] = ";".join(cur) if isinstance(cur, list) else cur
-        else:
-            v = _get(sc, p)
-            vals[p] = ";".join(map(str, v)) if isinstance(v, list) else v
+    vals = {p: cell(raw, p) for p in varied}
     return BatchRow(
         index=int(raw["index"]), status=str(raw.get("status", "failed")),
         objective=raw.get("objective"), best_bound=raw.get("best_bound"),
@@ -437,28 +432,17 @@ def _row(raw: dict[str, Any], varied: list[str]) -> BatchRow:
         reason=_reason(raw), base_value=base.get("objective"), base_regret=base.get("regret"),
         base_meets_limits=base.get("meets_limits"),
         base_broken=[str(b) for b in base.get("broken") or []],
+        base_breaches=[b for b in base.get("breaches") or [] if isinstance(b, dict)],
+        in_sample=raw.get("uncertainty") if isinstance(raw.get("uncertainty"), dict) else None,
         binding=[str(b.get("field")) for b in raw.get("binding") or [] if isinstance(b, dict)])
 
 
-def _varied(spec: dict[str, Any], kind: str) -> list[str]:
-    if kind == "grid":
-        return list(spec["grid"])
-    if kind == "scenarios":
-        paths: dict[str, None] = {}
-        for partial in spec["scenarios"]:
-            for k, v in partial.items():
-                if isinstance(v, dict) and k in ("min_output_t", "supply_weights", "solver"):
-                    for kk in v:
-                        paths[f"{k}.{kk}"] = None
-                elif k != "name":
-                    paths[k] = None
-        return list(paths)
-    if kind == "monte_carlo":
-        return ["draw.price.tantalum", "draw.price.niobium", "draw.price.ree",
-                "draw.capex_overrun.mean", "draw.output_factor.mean",
-                "draw.disrupted_countries"]
-    kind2 = (spec.get("frontier") or {}).get("kind", "budget")
-    return ["budget_musd"] if kind2 == "budget" else ["min_weighted_supply"]
+def _varied(spec: dict[str, Any]) -> list[str]:
+    """The field paths the batch varies, as its results.csv has them (one definition:
+    ``optimizer.batch.table``), less the labels (name, description) and the base portfolio's
+    figures, which the report shows apart."""
+    return [p for p in varied_paths(parse_spec(spec))
+            if p not in ("name", "description") and not p.startswith("base_portfolio.")]
 
 
 def load_batch(folder: str | Path) -> BatchView:
@@ -506,7 +490,7 @@ def batch_view(spec: dict[str, Any], raw_rows: Iterable[dict[str, Any]],
     summary = dict(summary or {})
     kind = next((k for k in ("scenarios", "grid", "monte_carlo", "frontier") if k in spec),
                 "scenarios")
-    varied = _varied(spec, kind)
+    varied = _varied(spec)
     rows: dict[int, BatchRow] = {}
     for raw in raw_rows:
         rows.setdefault(int(raw["index"]), _row(raw, varied))

@@ -20,7 +20,9 @@ from typing import Any
 
 from ..data import ProjectData
 from ..errors import InputError
-from ..schema import Result, Scenario
+from ..limits import measure
+from ..sample import assessment_sample
+from ..schema import WITH_PORTFOLIO, Result, Scenario
 from .facts import (
     Currency,
     money,
@@ -44,6 +46,7 @@ class Entry:
     result: Result
     is_base: bool
     changes: list[tuple[str, str, str]]  # (field path, base value, this value), in words
+    risk: Any = None  # RiskFigures: the portfolio on its assessment sample (CONTRACT 7a)
 
     @property
     def question(self) -> str:
@@ -51,7 +54,7 @@ class Entry:
 
     @property
     def solved(self) -> bool:
-        return self.result.status in ("optimal", "feasible")
+        return self.result.status in WITH_PORTFOLIO
 
 
 @dataclass
@@ -59,8 +62,8 @@ class Pack:
     entries: list[Entry]
     data: ProjectData
     currency: Currency
-    # How sure the money is per scenario (CONTRACT 7a) joins here once results carry their
-    # uncertainty block (issue 15); the pack shows no uncertainty figures until then.
+    # each entry's risk: measured on its own sample, else on the data's default model (the
+    # same draws for every scenario without one, so those are compared on equal terms)
 
     @property
     def base(self) -> Entry:
@@ -158,7 +161,12 @@ def build_pack(files: Sequence[Path], data: ProjectData, *, base: Path | None = 
         if on_progress is not None:
             on_progress(f"solving scenario {i + 1} of {len(scenarios)}: {sc.name}")
         res = opt.solve(sc)
-        entries.append(Entry(str(p), sc, res, i == k, [] if i == k else changes(base_sc, sc)))
+        risk = None
+        if res.status in WITH_PORTFOLIO:
+            risk = measure(data, sc, assessment_sample(data, sc),
+                           {q.project_id: q.stake for q in res.selected})
+        entries.append(Entry(str(p), sc, res, i == k, [] if i == k else changes(base_sc, sc),
+                             risk))
     return Pack(entries, data, currency or Currency.from_env())
 
 
@@ -185,7 +193,10 @@ def render_compare_xlsx(pack: Pack) -> bytes:
             ("Objective", "num3"), ("Objective's unit", None), ("NPV (US$ M)", "musd"),
             ("NPV (INR crore)", "musd"), ("Cost (US$ M)", "musd"), ("Cost (INR crore)", "musd"),
             ("KABIL (US$ M)", "musd"), ("US partners (US$ M)", "musd"), ("Projects", "int"),
-            ("Countries", "int"), ("Changes from the base", "wrap"), ("Portfolio", "wrap")]
+            ("Countries", "int"), ("NPV P5 over draws (US$ M)", "musd"),
+            ("NPV median over draws (US$ M)", "musd"), ("NPV mean over draws (US$ M)", "musd"),
+            ("CVaR (US$ M)", "musd"), ("Draws within every cap", "pct"),
+            ("Changes from the base", "wrap"), ("Portfolio", "wrap")]
     rows = []
     for e in pack.entries:
         t = e.result.totals
@@ -196,9 +207,12 @@ def render_compare_xlsx(pack: Pack) -> bytes:
                      t.cost_musd if ok else None, cur.crore(t.cost_musd) if ok else None,
                      t.kabil_musd if ok else None, t.us_musd if ok else None,
                      t.n_projects if ok else None, t.n_countries if ok else None,
+                     *((e.risk.p5, e.risk.p50, e.risk.mean, e.risk.cvar,
+                        e.risk.within_caps_share) if e.risk else (None,) * 5),
                      "; ".join(f"{p}: {a} -> {b}" for p, a, b in e.changes),
                      ", ".join(p.project_id for p in e.result.selected)])
-    _widths(ws, [26, 6, 60, 11, 13, 22, 13, 13, 13, 13, 13, 13, 9, 9, 60, 80])
+    _widths(ws, [26, 6, 60, 11, 13, 22, 13, 13, 13, 13, 13, 13, 9, 9, 13, 13, 13, 13, 11,
+                 60, 80])
     end = book.table(ws, 0, 0, cols, rows, "Scenarios")
     ws.write(end + 1, 0, cur.statement, book.fmt["note"])
     ws.freeze_panes(1, 1)

@@ -505,10 +505,44 @@ def _glossary(book: _Book, fx: Facts) -> None:
 
 
 def _uncertainty(book: _Book, fx: Facts) -> None:
-    """CONTRACT 7a's sheet `Uncertainty` (one row per draw: draw, npv_musd, within_caps):
-    written once the result carries its uncertainty block (issue 15); nothing until then."""
-    if fx.uncertainty is None:
+    """CONTRACT 7a's sheet `Uncertainty`: one row per draw (draw, npv_musd, within_caps), the
+    portfolio on the scenario's sample or the data's default model; a summary beside it."""
+    u = fx.uncertainty
+    ws = book.wb.add_worksheet("Uncertainty")
+    _widths(ws, [8, 14, 12, 3, 44, 16, 16])
+    if u is None:  # no portfolio to measure: the sheet is there, its table empty
+        book.table(ws, 0, 0, [("draw", None), ("npv_musd", "musd"), ("within_caps", None)],
+                   [], "Draws")
+        ws.write(0, 4, "No portfolio, so nothing to measure on draws.", book.fmt["note"])
+        ws.freeze_panes(1, 0)
         return
+    book.table(ws, 0, 0, [("draw", None), ("npv_musd", "musd"), ("within_caps", None)],
+               [[int(d), float(v), bool(w)] for d, v, w in
+                zip(u.labels, u.npv, u.within_caps, strict=True)], "Draws")
+    f = u.figures
+    rows = [["Sample", f"{u.draws:,} draws of {u.source_words}"],
+            ["Mean NPV, US$ M", f.mean], ["P5", f.p5], ["Median", f.p50], ["P95", f.p95],
+            [f"CVaR at {u.alpha:.0%} (mean of the worst draws)", f.cvar],
+            ["Share of draws within every spend cap", f.within_caps_share],
+            ["NPV at face value, US$ M", u.face_npv]]
+    for cap in u.caps:
+        rows.append([f"{cap.path}: broken in share of draws", cap.share])
+        rows.append([f"{cap.path}: median overspend where broken, US$ M", cap.median_musd])
+        rows.append([f"{cap.path}: P95 overspend where broken, US$ M", cap.p95_musd])
+    o = u.out_of_sample
+    if o is not None and o.face_value is not None:
+        rows += [[f"On {o.draws:,} fresh draws (seed {o.seed}): this portfolio's mean",
+                  o.portfolio.mean], ["  the face-value optimum's mean", o.face_value.mean],
+                 ["  value of the stochastic solution, US$ M", o.vss]]
+    ws.write(0, 4, "How sure the money is", book.fmt["h"])
+    for i, (label, value) in enumerate(rows, start=1):
+        ws.write(i, 4, label)
+        if isinstance(value, float):
+            share = "share" in label
+            ws.write_number(i, 5, value, book.fmt["pct" if share else "musd"])
+        else:
+            ws.write(i, 5, value)
+    ws.freeze_panes(1, 0)
 
 
 def _data(book: _Book, fx: Facts) -> None:
@@ -721,7 +755,27 @@ def render_batch_xlsx(view) -> bytes:
             ws.write(1, 0, f"The base scenario: {path_words(path)} {fv.base_x:,.6g}"
                      + (f", NPV {fv.base_y:,.1f}" if fv.base_y is not None else
                         " (between the points computed)"), f["note"])
-        if pts:
+        if pts and v.frontier_kind == "risk":  # mean against CVaR, each point a portfolio
+            rows = [r for r in pts if r.in_sample]
+            end = book.table(ws, 2, 0, [("risk_aversion", "num3"), ("index", "int"),
+                                        ("mean NPV (US$ M)", "musd"), ("CVaR (US$ M)", "musd"),
+                                        ("P5 (US$ M)", "musd"), ("within caps", "pct"),
+                                        ("portfolio", None)],
+                             [[r.varied[path], r.index, r.in_sample["mean"],
+                               r.in_sample["cvar"], r.in_sample["p5"],
+                               r.in_sample["within_caps_share"],
+                               "; ".join(f"{p} {st:.0%}" for p, st in r.stakes.items())]
+                              for r in rows], "Frontier")
+            _widths(ws, [14, 8, 16, 14, 14, 12, 100])
+            ch = _chart(book, "scatter", "Mean against CVaR", "straight_with_markers")
+            ch.add_series({"name": "mean", "categories": ["Frontier", 3, 3, 2 + len(rows), 3],
+                           "values": ["Frontier", 3, 2, 2 + len(rows), 2],
+                           "marker": {"type": "circle"}, "line": {"color": "#4c7a8c"}})
+            ch.set_x_axis({"name": "CVaR of NPV (US$ M)", "num_format": "#,##0"})
+            ch.set_y_axis({"name": "mean NPV (US$ M)", "num_format": "#,##0"})
+            ch.set_legend({"none": True})
+            ws.insert_chart(end + 1, 0, ch)
+        elif pts:
             end = book.table(ws, 2, 0, [(path_words(path), "num3"), ("index", "int"),
                                         ("objective", "num3"), ("cost_musd", "musd"),
                                         ("n_projects", "int"), ("binding", None),

@@ -530,9 +530,9 @@ class Facts:
     doubts: Doubts | None = None
     flags: list[Flag] = field(default_factory=list)
     glossary: list[tuple[str, str]] = field(default_factory=list)
-    # How sure the money is (CONTRACT 7a): the result's uncertainty block once the uncertainty
-    # model lands (issue 15); None until then, and the report then says nothing about it.
-    uncertainty: Any | None = None
+    # How sure the money is (CONTRACT 7a): the portfolio on the scenario's sample, or on the
+    # data's default uncertainty model when it has none (None: no portfolio to measure)
+    uncertainty: HowSure | None = None
     today: dt.date = field(default_factory=dt.date.today)
 
     @property
@@ -760,11 +760,78 @@ def facts(result: Result, scenario: Scenario, data: ProjectData,
                  objective_unit=objective_unit(scenario),
                  doubts=doubts(result, data, today) if solved else None,
                  flags=flags(result, scenario, data, analysis) if solved else [],
-                 glossary=glossary(), uncertainty=getattr(result, "uncertainty", None),
+                 glossary=glossary(),
+                 uncertainty=how_sure(result, scenario, data) if solved else None,
                  today=today)
 
 
-__all__ = ["GLOSSARY", "WORLD_OUTPUT_2024", "Currency", "Doubts", "Facts", "Flag", "LimitRow",
+@dataclass
+class CapBreak:
+    """A spend cap the portfolio breaks in some draws, and by how much where it does."""
+
+    path: str
+    words: str
+    share: float  # of the draws
+    median_musd: float  # overspend, among the draws where it breaks
+    p95_musd: float
+
+
+@dataclass
+class HowSure:
+    """How sure the money is (CONTRACT 7a): the recommended portfolio measured draw by draw on
+    the scenario's own sample, or the data's default uncertainty model (inputs/README.md)."""
+
+    figures: Any  # optimizer.schema.RiskFigures
+    draws: int
+    seed: int | None
+    source: str  # generator, default, table or file
+    alpha: float
+    labels: Any  # numpy arrays, one entry per draw
+    npv: Any
+    within_caps: Any
+    caps: list[CapBreak]
+    face_npv: float
+    block: Any | None  # the result's own uncertainty block (a run solved under uncertainty)
+
+    @property
+    def source_words(self) -> str:
+        seed = "" if self.seed is None else f", seed {self.seed}"
+        return {"default": "the data's default uncertainty model (inputs/README.md)",
+                "generator": "the scenario's own perturbations",
+                "table": "the scenario's draws table",
+                "file": "the scenario's draws file"}.get(self.source, self.source) + seed
+
+    @property
+    def out_of_sample(self) -> Any | None:
+        return None if self.block is None else self.block.out_of_sample
+
+
+def how_sure(result: Result, sc: Scenario, data: ProjectData) -> HowSure:
+    """The portfolio on its assessment sample (``optimizer.sample.assessment_sample``: the
+    scenario's own sample, else 1,000 draws of the default model, seed 1 - what
+    ``python -m optimizer draws`` writes), with every figure the report shows."""
+    import numpy as np
+
+    from ..risk import figures
+    from ..sample import assessment_sample
+
+    smp = assessment_sample(data, sc)
+    stakes = {p.project_id: p.stake for p in result.selected}
+    out = L.outcomes_on(data, sc, smp, L.holding(data, stakes))
+    caps = []
+    for path, over in out.overspend.items():
+        hit = over[over > 0]
+        if hit.size:
+            caps.append(CapBreak(path, field_words(sc, path), float(hit.size / over.size),
+                                 float(np.median(hit)), float(np.quantile(hit, 0.95))))
+    return HowSure(figures=figures(out, sc.cvar_alpha), draws=smp.n_draws, seed=smp.seed,
+                   source=smp.source, alpha=sc.cvar_alpha, labels=smp.labels, npv=out.npv,
+                   within_caps=out.within_caps, caps=caps, face_npv=result.totals.npv_musd,
+                   block=result.uncertainty)
+
+
+__all__ = ["GLOSSARY", "WORLD_OUTPUT_2024", "CapBreak", "Currency", "Doubts", "Facts", "Flag",
+           "HowSure", "LimitRow",
            "alternatives_matrix", "country_name", "doubts", "facts", "flags", "glossary",
            "money", "objective_label", "objective_unit", "pct", "product_name", "product_unit",
            "question_parts", "status_words"]

@@ -198,7 +198,19 @@ def context(fx: Facts, generated: str | None = None) -> dict[str, Any]:
         generated=generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         n_sourced=int(fx.data.frame["source"].fillna("").astype(str).str.strip().ne("").sum()),
         objective_is_npv=fx.scenario.objective == "npv",
+        uncertainty_chart=_uncertainty_chart(fx),
     )
+
+
+def _uncertainty_chart(fx: Facts) -> str:
+    u = fx.uncertainty
+    if u is None:
+        return ""
+    counts, edges = np.histogram(u.npv, bins=min(30, max(5, u.draws // 20)))
+    bins = [(float(edges[i]), float(edges[i + 1]), int(c)) for i, c in enumerate(counts)]
+    return charts.histogram(bins, "portfolio NPV in a draw, US$ M",
+                            f"NPV over {u.draws:,} draws", marker=u.face_npv,
+                            marker_label="NPV at face value")
 
 
 def render_html(result: Result, scenario: Scenario, data: ProjectData,
@@ -234,7 +246,20 @@ def batch_context(view, generated: str | None = None) -> dict[str, Any]:
     ok = v.ok_rows
     fk = v.frontier_kind
     fv = v.frontier_view()
-    if fv is not None and fv.points:
+    if fk == "risk" and fv is not None and fv.points:
+        pts = [r for r in fv.points if r.in_sample]
+        charts_out.append(dict(
+            id="chart-frontier", title="Mean against CVaR",
+            caption="Each point is the portfolio that maximises (1 - lambda) x mean NPV + "
+            "lambda x CVaR over the sample (the label is lambda, risk_aversion): moving right "
+            "buys a better worst case (CVaR, the mean of the worst draws) at the price of the "
+            "mean. In-sample figures: the draws each was chosen on.",
+            svg=charts.frontier([r.in_sample["cvar"] for r in pts],
+                                [r.in_sample["mean"] for r in pts],
+                                [f"{r.varied[fv.path]:g}" for r in pts],
+                                "CVaR of NPV over the sample, US$ M", "mean NPV, US$ M",
+                                "The risk frontier")))
+    elif fv is not None and fv.points:
         pts = fv.points
         xlabel = ("total budget, US$ M" if fk == "budget"
                   else "weighted supply floor (t/y x weight)")
