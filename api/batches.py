@@ -25,6 +25,7 @@ from optimizer.batch.executors import LocalProcesses
 
 from .config import Settings
 from .db import BatchRow, Store
+from .service import batch_time_limit
 
 log = logging.getLogger("api.batches")
 
@@ -104,9 +105,11 @@ class BatchManager:
             spec = parse_spec(row.spec, max_rows=self.settings.batch_max_rows)
             ds = self.store.get_dataset(row.dataset_id)
             data = load_projects(ds.records)
-            limit = float(row.spec.get("base", {}).get("solver", {}).get("time_limit_s", 60))
+            # the spec's time limits were capped when it was accepted (service)
+            limit = min(batch_time_limit(row.spec), self.settings.max_time_limit_s)
             executor = LocalProcesses(self.settings.batch_workers,
-                                      row_deadline_s=2 * limit + 15, niceness=10)
+                                      row_deadline_s=self.settings.deadline_for(limit),
+                                      niceness=10)
             summary = run_batch(spec, data, executor=executor, sink=DbSink(self.store, bid),
                                 cancel=cancel, validated=False)
             if self._stopping:

@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from optimizer.deadlines import hard_deadline_s
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPTIMIZER_", extra="ignore")
@@ -21,7 +23,31 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "OPTIMIZER_DATABASE_URL"),
         description="SQLAlchemy URL; SQLite file by default, postgresql+psycopg://... for PG")
     api_keys: str = Field(
-        "", description="comma-separated; if set, write endpoints need a matching X-API-Key")
+        "", description="NAME:ROLE:SECRET,... (ROLE: reader, analyst or admin); more keys may "
+        "be stored hashed in the database (python -m api keys add)")
+    key_refresh_s: float = Field(5.0, gt=0, description="how often keys stored in the database "
+                                 "are re-read (a revocation elsewhere takes effect within it)")
+    share_secret: str | None = Field(
+        None, min_length=32, description="HMAC key of share links; default: a random one "
+        "generated once and kept in the database (so every server of one database agrees)")
+    share_ttl_s: float = Field(7 * 86_400.0, gt=0, description="a share link's default life")
+    share_max_ttl_s: float = Field(90 * 86_400.0, gt=0, description="longest life a share "
+                                   "link may be given")
+    public_url: str | None = Field(None, description="base URL of share links (default: the "
+                                   "URL the request came in on)")
+    batch_max_unfinished_per_key: int = Field(
+        4, ge=1, description="batches one key may have queued or running; beyond: 429")
+    batch_max_unfinished_rows_per_key: int = Field(
+        200_000, ge=1, description="rows one key may have queued or running; beyond: 429")
+    quota_retry_after_s: int = Field(60, ge=1, description="Retry-After on a quota's 429")
+    storage_budget_mb: float = Field(
+        2000.0, ge=0, description="stored runs, datasets and batch rows one key may hold, MB "
+        "(JSON size); 0: no budget")
+    db_connect_timeout_s: float = Field(5.0, gt=0, description="connecting to the database")
+    db_timeout_s: float = Field(
+        15.0, gt=0, description="one database statement (PostgreSQL statement_timeout, SQLite "
+        "busy timeout) and the longest a request waits for the database before its 503")
+    store_attempts: int = Field(3, ge=1, le=10, description="tries to store a solved run")
     workers: int = Field(2, ge=1, le=64, description="solver worker processes")
     worker_max_tasks: int = Field(200, ge=1,
                                   description="solves before a worker is replaced (memory)")
@@ -29,7 +55,8 @@ class Settings(BaseSettings):
     max_time_limit_s: float = Field(60.0, gt=0, description="cap on a scenario's time_limit_s")
     deadline_grace_s: float = Field(
         15.0, ge=0,
-        description="hard wall-clock deadline = 2 x time limit (solve + diagnosis) + this")
+        description="hard wall-clock deadline = 2 x time limit (solve + diagnosis) + this "
+        "(optimizer.deadlines)")
     hard_deadline_s: float | None = Field(
         None, gt=0, description="absolute hard deadline per solve, overriding the formula")
     max_body_bytes: int = Field(20_000_000, gt=0, description="larger request bodies get 413")
@@ -50,14 +77,12 @@ class Settings(BaseSettings):
         None, description="where datasets are written once for the workers to read "
         "(default: a private temporary directory, removed at shutdown)")
 
-    @property
-    def keys(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
-
-    def deadline_for(self, time_limit_s: float) -> float:
+    def deadline_for(self, time_limit_s: float, extra_s: float = 0.0) -> float:
+        """The hard deadline of a solve (or of work with its own budget ``extra_s`` on top):
+        the library's formula, or ``OPTIMIZER_HARD_DEADLINE_S`` when set."""
         if self.hard_deadline_s is not None:
             return self.hard_deadline_s
-        return 2 * time_limit_s + self.deadline_grace_s
+        return hard_deadline_s(time_limit_s, self.deadline_grace_s, extra_s=extra_s)
 
 
 @lru_cache

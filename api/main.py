@@ -8,20 +8,24 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optimizer import load_projects
 from optimizer.parallel import LocalExecutor
 from optimizer.solve import SOFTWARE_VERSION
 
 from . import problems
+from .access import Key, Keyring, Role, parse_env_keys
 from .batches import BatchManager
+from .bodies import JSONRoute
 from .config import Settings, get_settings
-from .db import Store, make_engine, migrate
+from .db import DatabaseUnavailable, Store, check_reachable, make_engine, migrate
 from .pool import SolverPool
-from .routes import batches, datasets, health, optimize, reports, runs
-from .service import ClientDisconnected, Dataset
+from .routes import batches, datasets, docs, health, optimize, reports, runs, shared
+from .service import Analyses, AsyncStore, ClientDisconnected, Dataset
+from .shares import SECRET_NAME, Signer, new_secret
 
 log = logging.getLogger("api")
 
@@ -78,14 +82,83 @@ class _TooLarge(StarletteHTTPException):
         super().__init__(413, "request body too large")
 
 
+# Every page and file: no sniffing, no framing, no referrer (a share link's token must not
+# leak to another site), and nothing loaded from elsewhere. Reports are self-contained HTML
+# with inline styles and SVG, so styles may be inline; scripts may not run at all.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "img-src data:; frame-ancestors 'none'; base-uri 'none'; "
+                               "form-action 'none'",
+}
+
+
+class SecurityHeaders:
+    """Adds :data:`SECURITY_HEADERS` to every response (a route's own CSP or Cache-Control
+    wins), and ``Cache-Control: no-store`` unless the route set one: everything this service
+    answers may hold confidential deal figures."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                headers = MutableHeaders(scope=msg)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+                if "cache-control" not in headers:
+                    headers["Cache-Control"] = "no-store"
+            await send(msg)
+
+        await self.app(scope, receive, with_headers)
+
+
+async def _refresh_keys(keyring: Keyring, store: Store) -> None:
+    """Re-read the database's keys every ``keyring.refresh_s`` (a key added or revoked with
+    ``python -m api keys`` or by another server is seen within it)."""
+    while True:
+        await asyncio.sleep(keyring.refresh_s)
+        try:
+            keyring.set_db_keys(await asyncio.to_thread(db_keys, store))
+        except Exception as exc:  # noqa: BLE001 - keep the last known keys
+            log.warning("could not re-read API keys from the database: %s", exc)
+
+
+def db_keys(store: Store) -> list[Key]:
+    return [Key(name, Role[role], digest, "database")
+            for name, role, digest in store.active_keys()]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    env_keys = parse_env_keys(settings.api_keys)  # a bad entry stops here, before serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url,
+                             connect_timeout_s=settings.db_connect_timeout_s,
+                             statement_timeout_s=settings.db_timeout_s)
+        try:
+            await asyncio.to_thread(check_reachable, engine, settings.db_connect_timeout_s + 2)
+        except DatabaseUnavailable as exc:
+            log.error("cannot start: %s", exc)
+            engine.dispose()
+            raise
         await run_in_threadpool(migrate, engine)
         store = Store(engine)
+        db = AsyncStore(store, settings.db_timeout_s, settings.retry_after_s)
+        keyring = Keyring(env_keys, settings.key_refresh_s)
+        keyring.set_db_keys(await run_in_threadpool(db_keys, store))
+        secret = settings.share_secret or await run_in_threadpool(
+            store.server_secret, SECRET_NAME, new_secret)
         data = await run_in_threadpool(load_projects, settings.default_projects)
         records = data.records()
         await run_in_threadpool(store.put_dataset, data.sha256, records, "shipped default")
@@ -100,17 +173,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = SolverPool(executor, settings.max_queue)
         app.state.settings = settings
         app.state.store = store
+        app.state.db = db
+        app.state.keyring = keyring
+        app.state.signer = Signer(secret)
         app.state.pool = pool
+        app.state.analyses = Analyses(db, pool, settings)
         app.state.default_dataset = Dataset(data.sha256, records)
         manager = BatchManager(store, settings)
         app.state.batches = manager
         await manager.start()  # also resumes batches a killed server left running
+        refresher = asyncio.get_running_loop().create_task(_refresh_keys(keyring, store))
         loop = asyncio.get_running_loop()
         log.info("ready: %d solver workers, database %s, event loop %s.%s", settings.workers,
                  engine.url.render_as_string(), type(loop).__module__, type(loop).__qualname__)
+        if keyring.configured:
+            log.info("access: %d API keys (%d from OPTIMIZER_API_KEYS, %d from the database)",
+                     len(keyring.keys), len(keyring.env_keys), len(keyring.keys)
+                     - len(keyring.env_keys))
+        else:
+            log.warning("access: no API keys are configured, so only loopback clients "
+                        "(127.0.0.1, ::1) are served; set OPTIMIZER_API_KEYS or add a key "
+                        "with `python -m api keys add` to serve others")
         try:
             yield
         finally:
+            refresher.cancel()
             await manager.close()
             await pool.close()
             engine.dispose()
@@ -120,12 +207,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=SOFTWARE_VERSION,
         description="Choose overseas tantalum, niobium and rare-earth co-investments and stakes "
         "for KABIL and US partners under budget and diversification limits (Pyomo + HiGHS). "
-        "Errors are RFC 9457 problem+json.",
+        "Errors are RFC 9457 problem+json. Every endpoint but `/health` needs an API key "
+        "(`X-API-Key` or `Authorization: Bearer`) once keys are configured; roles: reader, "
+        "analyst, admin (README, section Access).",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None, openapi_url=None,  # served with access rules: docs.py
         responses={400: problems.doc("malformed request body (e.g. not UTF-8 JSON)"),
+                   401: problems.doc("API key missing or wrong (when keys are configured)"),
+                   403: problems.doc("the key's role may not do this (or no key is configured "
+                                     "and the client is not on loopback)"),
                    422: problems.doc("invalid input; `errors` names each field"),
-                   500: problems.doc("internal error (never caused by the request's content)")},
+                   500: problems.doc("internal error (never caused by the request's content)"),
+                   503: problems.doc("busy or the database is unavailable (Retry-After)")},
     )
+    app.router.route_class = JSONRoute
     problems.install(app)
 
     @app.exception_handler(ClientDisconnected)
@@ -134,7 +229,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(status_code=499)
 
     for r in (optimize.router, runs.router, reports.router, datasets.router, batches.router,
-              health.router):
+              shared.router, health.router, docs.router):
         app.include_router(r)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     return app

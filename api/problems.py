@@ -16,6 +16,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from optimizer import InputError
@@ -24,8 +26,9 @@ from optimizer.data import scenario_problems
 log = logging.getLogger("api")
 PROBLEM = "application/problem+json"
 
-TITLES = {400: "Bad request", 401: "Unauthorized", 404: "Not found",
-          405: "Method not allowed", 409: "Conflict", 413: "Request body too large",
+TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+          405: "Method not allowed", 409: "Conflict", 410: "Gone",
+          413: "Request body too large",
           415: "Unsupported media type", 422: "Invalid input", 429: "Too many requests",
           500: "Internal error", 503: "Service busy", 504: "Solve deadline exceeded"}
 
@@ -55,19 +58,22 @@ class Problem(Exception):
     """Raise from a route to answer with a problem document."""
 
     def __init__(self, status: int, detail: str, *, errors: list[dict] | None = None,
-                 headers: dict[str, str] | None = None, type_: str = "about:blank") -> None:
+                 headers: dict[str, str] | None = None, type_: str = "about:blank",
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = errors
         self.headers = headers
         self.type = type_
+        self.extra = extra  # RFC 9457 extension members
 
 
 def problem_response(status: int, detail: str, *, errors: list[dict] | None = None,
                      headers: dict[str, str] | None = None, type_: str = "about:blank",
-                     instance: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"type": type_, "title": TITLES.get(status, "Error"),
+                     instance: str | None = None,
+                     extra: dict[str, Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {**(extra or {}), "type": type_, "title": TITLES.get(status, "Error"),
                             "status": status, "detail": detail}
     if instance:
         body["instance"] = instance
@@ -101,6 +107,9 @@ def field_errors(errors: Iterable[dict[str, Any]]) -> list[dict]:
             msg = e.get("msg", "invalid").removeprefix("Value error, ")
             if e.get("type") == "extra_forbidden":
                 msg = "unknown field"
+            if loc == ["body"] and e.get("type") == "value_error":  # about the whole body
+                out.append({"loc": loc, "msg": msg})
+                continue
             out.append({"loc": loc, "msg": f"field {where!r}: {msg}"})
     return out
 
@@ -121,7 +130,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem):
         return problem_response(exc.status, exc.detail, errors=exc.errors, headers=exc.headers,
-                                type_=exc.type, instance=request.url.path)
+                                type_=exc.type, instance=request.url.path, extra=exc.extra)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(SATimeoutError)
+    async def _database(request: Request, exc: Exception):  # outside AsyncStore (streams)
+        log.warning("database unavailable on %s: %s", request.url.path, exc)
+        retry = request.app.state.settings.retry_after_s
+        return problem_response(503, "the database is unavailable; retry in "
+                                f"{retry} s", headers={"Retry-After": str(retry)},
+                                instance=request.url.path)
 
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError):

@@ -273,10 +273,10 @@ def pool_round_trip(scenario: dict, n: int) -> dict[str, float]:
             walls, outside = [], []
             for _ in range(n):
                 t0 = time.perf_counter()
-                kind, body = await pool.run(worker.solve, ref, sc["scenario"], deadline_s=120)
+                answer = await pool.run(worker.solve, ref, sc["scenario"], deadline_s=120)
                 walls.append(time.perf_counter() - t0)
-                assert kind == "ok", body
-                outside.append(walls[-1] - body["solver"]["solve_time_s"])
+                assert isinstance(answer, worker.Solved), answer
+                outside.append(walls[-1] - answer.result["solver"]["solve_time_s"])
             return walls, outside
         finally:
             executor.close()
@@ -296,6 +296,7 @@ def pool_round_trip(scenario: dict, n: int) -> dict[str, float]:
 
 
 def breakdown(scenario: dict, workdir: Path, n: int = 50) -> dict[str, float]:
+    from api import worker
     from api.db import Store, make_engine, migrate
     from api.routes.runs import to_run_result
     from api.schemas import OptimizeRequest, RunResult
@@ -327,7 +328,7 @@ def breakdown(scenario: dict, workdir: Path, n: int = 50) -> dict[str, float]:
 
     def pipe():
         pickle.loads(pickle.dumps(job))
-        pickle.loads(pickle.dumps(("ok", result, ["x" * 64])))
+        pickle.loads(pickle.dumps(worker.Solved(result)))
 
     row = store.add_run(dataset_id="x" * 64, scenario=sc, result=result,
                         idempotency_key=None, request_sha256=None)

@@ -2,7 +2,8 @@
 
 One app for the whole module (starting it spawns a solver worker: ~1.5 s). It runs with
 ``workers=1, max_queue=0`` so a second concurrent solve is refused at once (503), with API
-keys configured (write endpoints need X-API-Key) and with small body and time-limit caps, so
+keys configured (every endpoint but /health needs one: the client sends KEY by default)
+and with small body and time-limit caps, so
 each of those paths can be hit without a second app.
 
 Every response the client sees is checked by a hook: never a 500, never a traceback.
@@ -32,7 +33,8 @@ from optimizer.data import scenario_sha256
 from tests.conftest import TINY_ROWS
 from tests.instances import subset_sum
 
-KEY = "k2"  # one of the configured keys
+KEYS = {"one": "k1-secret-0123456789", "two": "k2-secret-0123456789"}
+KEY = KEYS["two"]  # one of the configured keys (analysts)
 AUTH = {"X-API-Key": KEY}
 MAX_TIME_LIMIT_S = 4.0
 MAX_BODY_BYTES = 100_000
@@ -54,7 +56,8 @@ def check_response(response) -> None:
 def settings(tmp_path_factory) -> Settings:
     db = tmp_path_factory.mktemp("api") / "t.db"
     return Settings(database_url=f"sqlite:///{db}", workers=1, max_queue=0,
-                    api_keys="k1, k2", max_time_limit_s=MAX_TIME_LIMIT_S,
+                    api_keys=",".join(f"{n}:analyst:{k}" for n, k in KEYS.items()),
+                    max_time_limit_s=MAX_TIME_LIMIT_S,
                     max_body_bytes=MAX_BODY_BYTES, retry_after_s=7)
 
 
@@ -63,7 +66,16 @@ def client(settings):
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as c:
         c.event_hooks = {"request": [], "response": [check_response]}
+        c.headers.update(AUTH)
         yield c
+
+
+@pytest.fixture
+def keyless(client):
+    """A client of the same running app that sends no key."""
+    c = TestClient(client.app, raise_server_exceptions=False)
+    c.event_hooks = {"request": [], "response": [check_response]}
+    return c
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,7 +145,7 @@ def test_health_and_ready(client):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ready"
-    assert body["checks"] == {"database": "ok", "solver": "ok"}
+    assert body["checks"] == {"database": "ok", "writes": "ok", "solver": "ok"}
     assert body["pool"]["workers"] == 1 and body["pool"]["capacity"] == 1
 
 
@@ -770,28 +782,38 @@ def test_body_under_the_limit_is_accepted(client):
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""},
-                                     {"X-API-Key": "k1,k2"}, {"X-Api-Key": "k3"}])
-def test_write_endpoints_need_a_key(client, headers):
-    r = client.post("/optimize", json=tiny_body(budget_musd=120), headers=headers)
+                                     {"X-API-Key": ",".join(KEYS.values())},
+                                     {"X-Api-Key": "k3"}, {"Authorization": "Bearer wrong"},
+                                     {"Authorization": f"Basic {KEY}"}])
+def test_every_endpoint_but_health_needs_a_key(keyless, headers):
+    r = keyless.post("/optimize", json=tiny_body(budget_musd=120), headers=headers)
     body = assert_problem(r, 401)
     assert "X-API-Key" in body["detail"]
     assert r.headers.get("www-authenticate")
-    r = client.post("/datasets", json={"projects": TINY_ROWS}, headers=headers)
+    r = keyless.post("/datasets", json={"projects": TINY_ROWS}, headers=headers)
     assert_problem(r, 401)
-    r = client.post("/datasets", content=b"a,b\n", headers={**headers, "content-type": "text/csv"})
+    r = keyless.post("/datasets", content=b"a,b\n",
+                     headers={**headers, "content-type": "text/csv"})
     assert_problem(r, 401)
+    for path in ("/runs", "/datasets", f"/datasets/{TINY_SHA}", "/ready", "/openapi.json",
+                 "/docs", "/"):
+        assert_problem(keyless.get(path, headers=headers), 401)
+    assert keyless.get("/health", headers=headers).status_code == 200
 
 
-def test_reads_are_open_and_both_keys_work(client):
+def test_both_keys_work_as_header_or_bearer(client, keyless):
     total = client.get("/runs").json()["total"]
     for path in ("/runs", "/datasets", f"/datasets/{TINY_SHA}", "/health", "/ready",
                  "/openapi.json", "/docs"):
-        assert client.get(path).status_code == 200, path
-    for key in ("k1", "k2"):
-        r = client.post("/optimize", json=tiny_body(budget_musd=120), headers={"X-API-Key": key})
+        assert keyless.get(path, headers={"Authorization": f"Bearer {KEYS['one']}"}
+                           ).status_code == 200, path
+    for name, key in KEYS.items():
+        r = keyless.post("/optimize", json=tiny_body(budget_musd=120),
+                         headers={"X-API-Key": key})
         assert r.status_code == 200, r.text
+        assert r.json()["created_by"] == name
         assert client.get(f"/runs/{r.json()['run_id']}").status_code == 200
-        r = client.post("/datasets", json={"projects": TINY_ROWS}, headers={"X-API-Key": key})
+        r = keyless.post("/datasets", json={"projects": TINY_ROWS}, headers={"X-API-Key": key})
         assert r.status_code in (200, 201)
     assert client.get("/runs").json()["total"] == total + 2
 

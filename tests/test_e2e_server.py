@@ -114,7 +114,9 @@ class Server:
                 [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
-        with httpx.Client(base_url=self.base_url, timeout=2) as c:
+        keys = self.extra_env.get("OPTIMIZER_API_KEYS", "")  # /ready needs one when set
+        headers = {"X-API-Key": keys.split(",")[0].split(":", 2)[2]} if keys else {}
+        with httpx.Client(base_url=self.base_url, timeout=2, headers=headers) as c:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     pytest.fail(f"server exited with {self.proc.returncode} before /ready:\n"

@@ -20,14 +20,16 @@ from .conftest import INPUTS, TINY_ROWS
 from .test_reports import Page
 from .test_reports_batch import stored_rows
 
-KEY = {"X-API-Key": "k1"}
+KEY = {"X-API-Key": "k1-secret-0123456789"}
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     db = tmp_path_factory.mktemp("api-reports") / "t.db"
-    settings = Settings(database_url=f"sqlite:///{db}", workers=1, max_queue=2, api_keys="k1")
+    settings = Settings(database_url=f"sqlite:///{db}", workers=1, max_queue=2,
+                        api_keys=f"one:analyst:{KEY['X-API-Key']}")
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        c.headers.update(KEY)
         yield c
 
 

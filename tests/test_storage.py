@@ -250,3 +250,90 @@ def test_a_version_1_database_gains_the_batch_tables(engine):
     assert migrate(engine) == NEWEST
     assert {"batches", "batch_rows", "run_analyses"} <= set(inspect(engine).get_table_names())
     assert store.list_runs(limit=5, offset=0, scenario_name="old", status=None)[1] == 1
+
+
+def test_a_version_3_database_gains_owners_keys_audit_and_shares(engine):
+    """A database of the release before access control (no created_by or bytes columns) is
+    migrated in place: its runs stay, owned by no key (so only admins may delete them)."""
+    from api.db import _v1, _v2, _v3
+
+    with engine.begin() as conn:
+        SchemaVersion.__table__.create(conn)
+        for version, step in ((1, _v1), (2, _v2), (3, _v3)):
+            step(conn)
+            conn.execute(SchemaVersion.__table__.insert().values(
+                version=version, applied_at=datetime.now(UTC)))
+        for table in ("runs", "datasets", "batches"):  # as version 3 made them
+            conn.execute(text(f"DROP INDEX ix_{table}_created_by"))
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN created_by"))
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN bytes"))
+        conn.execute(text("INSERT INTO runs (run_id, created_at, scenario_name, status, "
+                          "dataset_id, scenario, result) VALUES ('" + "a" * 32 + "', "
+                          ":at, 'old', 'optimal', '" + "d" * 64 + "', '{}', '{}')"),
+                     {"at": datetime.now(UTC)})
+    assert migrate(engine) == NEWEST
+    names = set(inspect(engine).get_table_names())
+    assert {"api_keys", "audit", "shares", "server_secrets"} <= names
+    store = Store(engine)
+    old = store.get_run("a" * 32)
+    assert old.created_by is None and old.bytes == 0
+    new = store.add_run(dataset_id="d" * 64, scenario={"name": "new"}, result=result(),
+                        idempotency_key=None, request_sha256=None, created_by="alice")
+    assert store.get_run(new.run_id).created_by == "alice" and new.bytes > 0
+    assert store.usage_bytes("alice") == new.bytes
+    assert [(a.actor, a.action, a.target) for a in store.list_audit()] == [
+        ("alice", "create", new.run_id)]
+
+
+def _queue(store: Store, who: str, n: int = 1) -> list[str]:
+    return [store.add_batch(spec={"base": {}}, dataset_id="d" * 64, name=f"{who}-{i}",
+                            kind="scenarios", total=10, created_by=who).batch_id
+            for i in range(n)]
+
+
+def test_queued_batches_are_claimed_round_robin_by_key(store):
+    """alice queues three batches, then bob one, then carol one: one server claiming one
+    at a time runs alice, bob, carol, then alice's other two (not alice's three first)."""
+    a = _queue(store, "alice", 3)
+    b = _queue(store, "bob")
+    c = _queue(store, "carol")
+    order = []
+    for _ in range(5):
+        row = store.claim_batch("server-1", stale_after_s=60)
+        order.append(row.batch_id)
+        store.finish_batch(row.batch_id, "server-1", "done", None)
+    assert order == [a[0], b[0], c[0], a[1], a[2]], order
+    assert store.claim_batch("server-1", stale_after_s=60) is None
+
+
+def test_a_key_with_a_batch_running_waits_behind_others(store):
+    a = _queue(store, "alice", 2)
+    first = store.claim_batch("s1", stale_after_s=60)  # alice's first, still running
+    assert first.batch_id == a[0]
+    b = _queue(store, "bob")
+    assert store.claim_batch("s2", stale_after_s=60).batch_id == b[0]
+    assert store.claim_batch("s3", stale_after_s=60).batch_id == a[1]
+    assert store.unfinished("alice") == (2, 20)
+    store.add_batch_rows(a[0], [{"index": i, "status": "optimal", "objective": 1.0}
+                                for i in range(4)])
+    assert store.unfinished("alice") == (2, 16)
+    store.cancel_batch(a[1], "alice")
+    assert store.unfinished("alice") == (1, 6)
+
+
+def test_deleting_a_dataset_in_use_needs_cascade(store):
+    from api.db import DatasetInUse
+
+    ds, _ = store.put_dataset("e" * 64, [{"project_id": "A"}], "x", created_by="alice")
+    run = store.add_run(dataset_id=ds.id, scenario={"name": "r"}, result=result(),
+                        idempotency_key=None, request_sha256=None, created_by="alice")
+    bid = store.add_batch(spec={}, dataset_id=ds.id, name="b", kind="grid", total=1,
+                          created_by="alice").batch_id
+    store.add_batch_rows(bid, [{"index": 0, "status": "optimal"}])
+    with pytest.raises(DatasetInUse):
+        store.delete_dataset(ds.id, "alice", cascade=False)
+    assert store.get_run(run.run_id) is not None
+    assert store.delete_dataset(ds.id, "alice", cascade=True) == {"runs": 1, "batches": 1}
+    assert store.get_run(run.run_id) is None and store.get_batch(bid) is None
+    assert list(store.batch_rows(bid)) == []
+    assert store.get_dataset(ds.id) is None

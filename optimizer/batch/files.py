@@ -9,7 +9,6 @@ and the folder must belong to the same spec (``spec.json``), or it is refused.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import csvsafe
 from ..errors import InputError
 from .table import FLAT_HEAD, flat_row
 
@@ -122,7 +122,7 @@ class DirSink:
                 pos += len(line)
         with (self.dir / "results.csv").open("w", newline="", encoding="utf-8") as out, \
                 self.path.open("rb") as fh:
-            w = csv.writer(out)
+            w = csvsafe.writer(out)
             w.writerow(["index", *varied, *FLAT_HEAD])
             for off in offsets:
                 if off < 0:
@@ -135,7 +135,7 @@ class DirSink:
 
 def write_selection_csv(path: Path, selection: list[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+        w = csvsafe.writer(fh)
         w.writerow(["project_id", "chosen", "share", "mean_stake", "class"])
         for r in selection:
             w.writerow([r["project_id"], r["chosen"], r["share"], r["mean_stake"], r["class"]])

@@ -58,6 +58,7 @@ def run_to_folder(spec_path: Path, *, out: Path | None = None, projects: Path | 
     raw = load_spec_file(spec_path)
     spec = parse_spec(raw, max_rows=max_rows)
     data = resolve_projects(spec, projects, spec_path.parent)
+    from ..deadlines import hard_deadline_s
     from .spec import validate_rows
 
     validate_rows(spec, data)  # before the folder is touched
@@ -65,7 +66,7 @@ def run_to_folder(spec_path: Path, *, out: Path | None = None, projects: Path | 
     sink = DirSink(out, raw, data.sha256)
     resumed = len(sink.done)
     limit = max(float(raw.get("base", {}).get("solver", {}).get("time_limit_s", 60) or 60), 1)
-    executor = make_executor(workers, scheduler, 2 * limit + 15)
+    executor = make_executor(workers, scheduler, hard_deadline_s(limit))
     cancel = threading.Event()
     bar = _ProgressBar(spec.name) if progress else None
     try:

@@ -192,11 +192,25 @@ def _path_ok(path: str) -> str | None:
 
         return None if key in SolverSettings.model_fields else f"unknown solver option {key!r}"
     if head == "annual_budget_musd":
-        return None if key.isdigit() else f"{path!r}: plan years are numbered 0, 1, ..."
+        # checked before anything is built: set_path pads the list up to the index, so an
+        # index past the list's limit would cost memory the client chooses
+        years = _max_plan_years()
+        if not (key.isascii() and key.isdigit()) or len(key) > 6 or int(key) >= years:
+            return (f"{path!r}: plan years are numbered 0, 1, ... up to {years - 1} "
+                    f"(annual_budget_musd holds at most {years} years)")
+        return None
     if head == "uncertainty":  # the generator's numbers (a seed study, a sample's size)
         return None if key in ("draws", "seed", "fresh_draws") else (
             f"{path!r}: a path into uncertainty names draws, seed or fresh_draws")
     return f"{head!r} has no parts; {path!r} names nothing"
+
+
+def _max_plan_years() -> int:
+    """The most entries ``Scenario.annual_budget_musd`` accepts (its ``max_length``)."""
+    for m in Scenario.model_fields["annual_budget_musd"].metadata:
+        if getattr(m, "max_length", None) is not None:
+            return int(m.max_length)
+    raise AssertionError("Scenario.annual_budget_musd has no max_length")
 
 
 def set_path(scenario: dict[str, Any], path: str, value: Any) -> None:
@@ -332,6 +346,18 @@ def validate_rows(spec: BatchSpec, data: ProjectData) -> None:
                 check(sc, ("spec", "grid", path, j), f"grid {path!r} value {j} ({v!r})")
     else:
         check(merge(base, {}), ("spec", "base"), "base")
+        f = spec.frontier
+        if isinstance(f, BudgetFrontier):  # each budget is a scenario's budget_musd
+            # a budget's validity is a range: the smallest and the largest decide for all
+            if f.values is not None:
+                lo = min(range(len(f.values)), key=f.values.__getitem__)
+                hi = max(range(len(f.values)), key=f.values.__getitem__)
+                ends = [(("values", lo), f.values[lo]), (("values", hi), f.values[hi])]
+            else:
+                ends = [(("low",), f.low), (("high",), f.high)]
+            for where, b in dict(ends).items():
+                check(merge(base, {"budget_musd": b}), ("spec", "frontier", *where),
+                      f"frontier {'.'.join(map(str, where))} ({b!r})")
     if problems:
         raise InputError(problems)
 

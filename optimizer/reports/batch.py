@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import csvsafe
 from ..batch.spec import parse_spec
 from ..batch.summaries import quantiles
 from ..batch.table import cell, varied_paths
@@ -514,7 +515,7 @@ def _selection(path: Path) -> list[dict[str, Any]]:
     out = []
     with path.open(newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh):
-            out.append({"project_id": r["project_id"], "chosen": int(r["chosen"]),
+            out.append({"project_id": csvsafe.uncell(r["project_id"]), "chosen": int(r["chosen"]),
                         "share": float(r["share"]),
                         "mean_stake": float(r["mean_stake"]) if r["mean_stake"] else None,
                         "class": r["class"]})
