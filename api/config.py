@@ -53,6 +53,10 @@ class Settings(BaseSettings):
                                   description="solves before a worker is replaced (memory)")
     max_queue: int = Field(16, ge=0, description="requests that may wait for a worker")
     max_time_limit_s: float = Field(60.0, gt=0, description="cap on a scenario's time_limit_s")
+    max_sample_cells: int = Field(
+        1_000_000, ge=1, le=2_000_000,
+        description="cap on a scenario's sample under uncertainty (CONTRACT section 8): its "
+        "draws (and fresh draws) x projects; over it, 413 before anything is built")
     deadline_grace_s: float = Field(
         15.0, ge=0,
         description="hard wall-clock deadline = 2 x time limit (solve + diagnosis) + this "

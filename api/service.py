@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from starlette.requests import Request
 
 from optimizer import InputError, load_projects
 from optimizer.data import ProjectData
+from optimizer.sample import sample_cells
 from optimizer.schema import WITH_PORTFOLIO
 
 from . import worker
@@ -215,6 +216,21 @@ async def solve(pool: SolverPool, settings: Settings, dataset: Dataset,
     raise AssertionError(f"unknown worker answer {answer!r}")
 
 
+def check_sample_size(settings: Settings, scenarios: Iterable[dict[str, Any]], n_projects: int,
+                      loc: tuple[str, ...]) -> None:
+    """413 when a scenario's sample (draws, or fresh draws, x projects) is over the server's
+    cap (``OPTIMIZER_MAX_SAMPLE_CELLS``): checked from the spec, before anything is drawn."""
+    for sc in scenarios:
+        cells = sample_cells((sc or {}).get("uncertainty"), n_projects)
+        if cells > settings.max_sample_cells:
+            raise Problem(413, f"the scenario's sample is {cells:,} cells (draws x {n_projects:,} "
+                          f"projects), over this server's cap of {settings.max_sample_cells:,} "
+                          "(OPTIMIZER_MAX_SAMPLE_CELLS): fewer draws",
+                          errors=[{"loc": [*loc, "uncertainty"],
+                                   "msg": f"sample of {cells:,} cells over the cap of "
+                                          f"{settings.max_sample_cells:,}"}])
+
+
 # ---------------------------------------------------------------------------------------------
 # runs: idempotency, races and retries
 # ---------------------------------------------------------------------------------------------
@@ -248,6 +264,7 @@ async def create_run(request: Request, db: AsyncStore, pool: SolverPool, setting
     with admitted(pool, settings):  # 503 at once when workers + queue are taken
         dataset = await resolve_dataset(db, request.app.state.default_dataset, projects,
                                         dataset_id, who)
+        check_sample_size(settings, [scenario], len(dataset.records), ("body", "scenario"))
         result = await until_disconnected(request, solve(pool, settings, dataset, scenario))
     try:
         return await store_run(db, settings, who, dataset.id, scenario, result, key, req_sha)

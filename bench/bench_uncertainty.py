@@ -72,6 +72,8 @@ sys.path.insert(0, str(BENCH))
 
 from bench_solve import floor_model, machine_info  # noqa: E402  (numpy only inside)
 
+T_STARTED = time.time()  # a worker's start-up ends here (interpreter, site, this module)
+
 MIP_GAP = 1e-4
 INF = math.inf
 pc = time.perf_counter
@@ -487,6 +489,9 @@ def worker_plain(stem: str) -> dict:
     ph["solve"] = pc() - t
     t = pc()
     info = h.getInfo()
+    if trace:  # where the run ended (the callback need not fire after the last change)
+        trace.points.append([0, h.getRunTime(), info.mip_primal_bound if
+                             info.primal_solution_status == 2 else INF, info.mip_dual_bound])
     has = info.primal_solution_status == 2
     stakes = _stakes(np.asarray(h.getSolution().col_value), fm, d) if has else {}
     ph["extract"] = pc() - t
@@ -494,6 +499,7 @@ def worker_plain(stem: str) -> dict:
     return {"phases": ph, "status": h.modelStatusToString(h.getModelStatus()),
             "objective": info.objective_function_value if has else None,
             "bound": info.mip_dual_bound, "gap": info.mip_gap, "nodes": info.mip_node_count,
+            "simplex": info.simplex_iteration_count,
             "stakes_rows": stakes, "size": [fm["nrow"], fm["ncol"], fm["nnz"]],
             "trace": trace.points if trace else None}
 
@@ -593,12 +599,13 @@ def worker_cuts(stem: str, mode: str = "cuts") -> dict:
         _, _, _, _, cuts, keys = separate(np.asarray(h.getSolution().col_value))
         if not cuts:
             break
-        for cut, key in zip(cuts, keys):
+        for cut, key in zip(cuts, keys, strict=True):
             add(cut, key)
     lp_cuts = added[0]
     h.setOptionValue("solve_relaxation", False)
     # MIP phase
     best, best_col, bound, status, nodes = -INF, None, INF, "no_solution", 0
+    simplex = h.getInfo().simplex_iteration_count  # the LP phase's last run
     found: list = []
     # emulated lazy constraints: a run stops as soon as it finds an incumbent that breaks a
     # cut (its root work is lost, but no tree is searched on a model known to be too loose)
@@ -637,6 +644,7 @@ def worker_cuts(stem: str, mode: str = "cuts") -> dict:
         iters["mip"] += 1
         info = h.getInfo()
         nodes += info.mip_node_count
+        simplex += info.simplex_iteration_count
         ms = h.getModelStatus()
         if info.primal_solution_status != 2:
             status = h.modelStatusToString(ms)
@@ -656,7 +664,7 @@ def worker_cuts(stem: str, mode: str = "cuts") -> dict:
                         best_col[v] = cv
                     else:
                         best_col[u] = np.maximum(0.0, var - R)
-            for cut, key in zip(cuts, keys):
+            for cut, key in zip(cuts, keys, strict=True):
                 if key not in seen:
                     seen.add(key)
                     todo.append((cut, key))
@@ -679,6 +687,7 @@ def worker_cuts(stem: str, mode: str = "cuts") -> dict:
     stakes = _stakes(best_col, fm, d) if best_col is not None else {}
     return {"phases": ph, "status": status, "objective": best if best > -INF else None,
             "bound": bound, "gap": gap, "nodes": nodes, "stakes_rows": stakes,
+            "simplex": simplex,
             "iterations": iters, "cuts": added[0], "cuts_after_lp": lp_cuts, "log": log,
             "size": [h.getNumRow(), h.getNumCol(), h.getNumNz()], "trace": trace}
 
@@ -693,9 +702,9 @@ def worker_ours(stem: str) -> dict:
 
     t1 = pc()
     import optimizer
+    import optimizer.sample as osample
     import optimizer.session as osession
     import optimizer.solve as osolve
-    import optimizer.sample as osample
     import optimizer.stochastic as ostoch
     from optimizer.data import load_projects, validate_projects
 
@@ -732,6 +741,7 @@ def worker_ours(stem: str) -> dict:
         if hasattr(mod, name):
             setattr(mod, name, timed(label, getattr(mod, name)))
     runs: list[dict] = []
+    holder: list = []
     plain_run = osession.Session.run
 
     def run(self, settings, *, exact=False):
@@ -739,9 +749,17 @@ def worker_ours(stem: str) -> dict:
         out = plain_run(self, settings, exact=exact)
         tm = self.stats.timer
         upd = {k: tm.get_total_time("update." + k) for k in ("cons", "objective", "vars")}
+        if holder:  # the gap trace: the first run is the search, later ones certification
+            tr = holder[0]
+            if tr.run == 0:  # where the run ended
+                tr.points.append([0, tm.get_total_time("optimize"),
+                                  out.objective if out.has_solution else INF,
+                                  INF if out.bound is None else out.bound])
+            tr.run += 1
         runs.append({"wall": pc() - t, "highs": tm.get_total_time("optimize"),
                      "update": tm.get_total_time("update"), "update_parts": upd,
                      "nodes": self.stats.nodes, "exact": exact,
+                     "simplex": int(self._solver._highspy().getInfo().simplex_iteration_count),
                      "termination": out.termination.name})
         return out
 
@@ -765,6 +783,7 @@ def worker_ours(stem: str) -> dict:
     trace = None
     if spec["trace"]:
         trace = Trace()
+        holder.append(trace)
         opt.session._solver._highspy().cbMipInterrupt.subscribe(trace)
     t = pc()
     res = opt.solve(spec["scenario"])
@@ -787,6 +806,7 @@ def worker_ours(stem: str) -> dict:
     return {"phases": ph, "status": res.status, "objective": res.objective,
             "bound": res.best_bound, "gap": res.mip_gap,
             "nodes": sum(r["nodes"] or 0 for r in runs), "runs": runs,
+            "simplex": sum(r["simplex"] for r in runs),
             "certification": res.solver.certification,
             "stakes": {p.project_id: p.stake for p in res.selected},
             "in_sample": None if u is None else {"mean": u.mean, "cvar": u.cvar,
@@ -804,7 +824,10 @@ def worker_main(args) -> None:
 
     out = WORKERS[args.worker](args.stem)
     out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["t_started"] = T_STARTED  # wall clock when this script began to run in the worker
+    out["t_done"] = time.time()  # ... and when its work was done (then: exit, teardown)
     sys.stdout.write("\n@@RESULT@@" + json.dumps(out) + "\n")
+    sys.stdout.flush()
 
 
 # =============================================================================================
@@ -816,16 +839,22 @@ def run_worker(case: str, stem: Path, timeout: float) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", case, "--stem", str(stem)]
     t = pc()
+    t_wall = time.time()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT),
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     wall = pc() - t
+    t_end = time.time()
     if p.returncode != 0 or "@@RESULT@@" not in p.stdout:
         return {"error": (p.stderr or p.stdout)[-2000:]}
     res = json.loads(p.stdout.rsplit("@@RESULT@@", 1)[1])
     res["process"] = wall
+    # the process's wall time = start-up (interpreter, site-packages, this script) + the
+    # worker's own work (its imports, reading the instance, the timed phases) + exit
+    res["startup"] = res.pop("t_started") - t_wall
+    res["exit"] = t_end - res.pop("t_done")
     return res
 
 
@@ -1012,9 +1041,10 @@ def run_case(label: str, inst: dict, cases: list[str], repeat: int, all_runs: li
             got.append(res)
             all_runs.append(res)
             ph = res.get("phases", {})
+            highs_s = ph.get("highs", ph.get("solve"))
             print(f"  . {label:<28} {case:<6} rep={rep} process {fmt(res.get('process'), 7)} s "
-                  f"total {fmt(ph.get('total'), 7)} s HiGHS {fmt(ph.get('highs', ph.get('solve')), 7)}"
-                  f" s {res.get('status', 'ERROR')} obj {fmt(res.get('objective_recomputed'), 10, 4)}"
+                  f"total {fmt(ph.get('total'), 7)} s HiGHS {fmt(highs_s, 7)} s "
+                  f"{res.get('status', 'ERROR')} obj {fmt(res.get('objective_recomputed'), 10, 4)}"
                   f" gap {fmt(res.get('gap'), 8, 6)} nodes {res.get('nodes', '-')} "
                   f"RSS {fmt(res.get('max_rss_mb'), 6, 0)} MB (load {load.split()[0]})"
                   + (f" ERROR {res['error'][-400:]}" if "error" in res else ""), flush=True)
@@ -1026,7 +1056,7 @@ def print_case(label: str, runs: list[dict], cases: list[str]) -> dict:
     print(f"\n=== {label}: medians over {max(1, len(runs) // max(1, len(cases)))} run(s), "
           "seconds ===")
     hdr = ["import", "build", "pass", "solve", "extract", "total", "process", "RSS MB", "nodes",
-           "gap", "objective"]
+           "simplex", "gap", "objective"]
     print("    " + f"{'case':<7}" + "".join(f"{h:>11}" for h in hdr) + "  status")
     out = {}
     for c in cases:
@@ -1048,6 +1078,7 @@ def print_case(label: str, runs: list[dict], cases: list[str]) -> dict:
         row = {"import": imp, "build": build, "pass": pas, "solve": solve,
                "extract": total - build - pas - solve, "total": total,
                "process": V(rs, "process"), "rss": V(rs, "max_rss_mb"), "nodes": V(rs, "nodes"),
+               "simplex": V(rs, "simplex"),
                "gap": V(rs, "gap"), "objective": V(rs, "objective_recomputed"),
                "status": sorted({r["status"] for r in rs}),
                "process_all": [r["process"] for r in rs], "solve_all":
@@ -1056,20 +1087,23 @@ def print_case(label: str, runs: list[dict], cases: list[str]) -> dict:
         print("    " + f"{c:<7}" + "".join(fmt(row[k], 11) for k in
                                           ("import", "build", "pass", "solve", "extract",
                                            "total", "process"))
-              + fmt(row["rss"], 11, 0) + fmt(row["nodes"], 11, 0) + fmt(row["gap"], 11, 6)
+              + fmt(row["rss"], 11, 0) + fmt(row["nodes"], 11, 0) + fmt(row["simplex"], 11, 0)
+              + fmt(row["gap"], 11, 6)
               + fmt(row["objective"], 11, 3) + "  " + "/".join(row["status"]))
-        if c == "cuts":
+        if c in ("cuts", "rows"):
             it = rs[0]["iterations"]
-            print(f"            cuts: {it['lp']} LP and {it['mip']} MIP iterations (run 1), "
+            print(f"            {c}: {it['lp']} LP and {it['mip']} MIP runs (run 1), "
+                  f"{rs[0]['cuts_after_lp']} then {rs[0]['cuts']} "
+                  f"{'cuts' if c == 'cuts' else 'shortfall rows'} of {rs[0]['draws']} draws; "
                   f"LP phase {P(rs, 'lp_phase'):.3f} s, MIP phase {P(rs, 'mip_phase'):.3f} s, "
                   f"separation {P(rs, 'separation'):.3f} s")
-        print(f"            process per run: " + ", ".join(f"{x:.2f}" for x in row["process_all"])
+        print("            process per run: " + ", ".join(f"{x:.2f}" for x in row["process_all"])
               + "; HiGHS per run: " + ", ".join(f"{x:.2f}" for x in row["solve_all"]))
     if "ours" in out:
         rs = ok_runs(runs, case="ours")
         print("    ours by phase: import {:.3f} (pyomo {:.3f}); validate {:.3f}, build_model "
-              "{:.3f}, hand-over of the face-value model {:.3f}, scenario load+check {:.3f} (of which"
-              " the sample {:.3f}), apply_scenario {:.3f}, sample rows "
+              "{:.3f}, hand-over of the face-value model {:.3f}, scenario load+check {:.3f} "
+              "(of which the sample {:.3f}), apply_scenario {:.3f}, sample rows "
               "{:.3f} (shortfall {:.3f}, caps {:.3f}, risk objective {:.3f}), Pyomo update "
               "(new rows to HiGHS) {:.3f} (rows {:.3f}, objective {:.3f}), rest of Pyomo's "
               "solve {:.3f}, HiGHS {:.3f} in {:.0f} run(s), certify outside HiGHS + result {:.3f}"
@@ -1085,6 +1119,13 @@ def print_case(label: str, runs: list[dict], cases: list[str]) -> dict:
         notes = {n for r in rs for n in r.get("certification", [])}
         if notes:
             print(f"    ours certification: {sorted(notes)}")
+    if all("startup" in r for c in out for r in ok_runs(runs, case=c)):
+        split = []
+        for c in out:
+            up, down = V(ok_runs(runs, case=c), "startup"), V(ok_runs(runs, case=c), "exit")
+            split.append(f"{c} {up:.3f} + {out[c]['process'] - up - down:.3f} + {down:.3f}")
+        print("    process = start-up (interpreter, site, script) + the worker's work + exit: "
+              + "; ".join(split))
     sizes = {c: ok_runs(runs, case=c)[0].get("size") for c in out}
     print("    LP size (rows, columns, nonzeros): " + "; ".join(f"{c} {s}" for c, s in
                                                                  sizes.items()))
@@ -1105,11 +1146,12 @@ def print_case(label: str, runs: list[dict], cases: list[str]) -> dict:
 
 
 def gap_at(trace, t):
-    """The relative gap |bound - incumbent| / |incumbent| at HiGHS time t (last run only)."""
+    """The relative gap |bound - incumbent| / |incumbent| at time t of the search (ours and
+    plain: HiGHS's clock of the first run; cuts and rows: seconds since the solve began, at the
+    end of each MIP run, the best true objective against the run's bound)."""
     if not trace:
         return None
-    last = max(p[0] for p in trace)
-    pts = [p for p in trace if p[0] == last and p[1] <= t]
+    pts = [p for p in trace if p[0] == 0 and p[1] <= t]
     if not pts:
         return None
     _, _, pb, db = pts[-1]
@@ -1135,14 +1177,16 @@ def main(argv=None) -> int:
     ap.add_argument("--groups", default="shipped,synthetic,chance,memory")
     ap.add_argument("--repeat", type=int, default=1, help="runs per case (fresh process each)")
     ap.add_argument("--repeat-long", type=int, default=1,
-                    help="runs per case for the synthetic and chance groups")
+                    help="runs per case for the synthetic group")
+    ap.add_argument("--repeat-chance", type=int, default=2,
+                    help="runs per case for the chance-constrained cases")
     ap.add_argument("--cvar-floor", type=float, default=-140.0)
     ap.add_argument("--shipped-draws", type=int, default=1000)
     ap.add_argument("--time-limit", type=float, default=300.0,
                     help="HiGHS limit of the shipped and synthetic groups (s)")
     ap.add_argument("--synthetic-draws", default="200,1000")
-    ap.add_argument("--ours-synthetic-draws", default="200")
-    ap.add_argument("--synthetic-cases", default="ours,plain,cuts")
+    ap.add_argument("--ours-synthetic-draws", default="200,1000")
+    ap.add_argument("--synthetic-cases", default="ours,plain,cuts,rows")
     ap.add_argument("--chance-draws", default="200,1000")
     ap.add_argument("--chance-time-limit", type=float, default=60.0)
     ap.add_argument("--memory-shipped", default="100,300,1000,3000,10000")
@@ -1198,19 +1242,20 @@ def main(argv=None) -> int:
             inst = make_instance("shipped", args.shipped_draws, tmp, objective="mean_cvar",
                                  time_limit=args.time_limit, floor=args.cvar_floor)
             case(f"shipped x {args.shipped_draws} mean_cvar floor {args.cvar_floor:g}", inst,
-                 ["ours", "plain", "cuts"], args.repeat)
+                 ["ours", "plain", "cuts", "rows"], args.repeat)
             inst = make_instance("shipped", args.shipped_draws, tmp, objective="mean_cvar",
                                  time_limit=args.time_limit)
             case(f"shipped x {args.shipped_draws} mean_cvar no floor", inst,
-                 ["ours", "plain", "cuts"], args.repeat)
+                 ["ours", "plain", "cuts", "rows"], args.repeat)
         if "synthetic" in groups:
             ours_at = {int(x) for x in args.ours_synthetic_draws.split(",") if x}
             for draws in [int(x) for x in args.synthetic_draws.split(",") if x]:
                 inst = make_instance("synthetic", draws, tmp, objective="mean_cvar",
-                                     time_limit=args.time_limit)
+                                     time_limit=args.time_limit, trace=True)
                 cases = [c for c in args.synthetic_cases.split(",")
                          if c != "ours" or draws in ours_at]
-                case(f"synthetic 1000 x {draws} mean_cvar", inst, cases, args.repeat_long)
+                case(f"synthetic 1000 x {draws} mean_cvar", inst, cases, args.repeat_long,
+                     trace_label=f"1000 x {draws}")
         if "chance" in groups:
             for draws in [int(x) for x in args.chance_draws.split(",") if x]:
                 inst = make_instance("shipped", draws, tmp, objective="expected_npv",
@@ -1220,7 +1265,7 @@ def main(argv=None) -> int:
                                      time_limit=args.chance_time_limit, confidence=0.9,
                                      trace=True)
                 case(f"shipped x {draws} expected_npv budget_confidence 0.9", inst,
-                     ["ours", "plain"], args.repeat_long, trace_label=f"{draws} draws")
+                     ["ours", "plain"], args.repeat_chance, trace_label=f"{draws} draws")
         if "memory" in groups:
             mem = []
             mcases = args.memory_cases.split(",")

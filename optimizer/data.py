@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from .errors import InputError, Problem
-from .sample import sample_for
+from .sample import check_spec
 from .schema import (
     AS_OF_RE,
     COLUMNS,
@@ -618,8 +618,8 @@ def check_scenario_against(scenario: Scenario, data: ProjectData) -> None:
                                         f"scenario field '{fld}': unknown project {pid!r}{more}"))
     if problems:
         raise InputError(problems)
-    if scenario.uncertainty is not None:  # its draws made (and checked) now, before building
-        sample_for(data, scenario)
+    if scenario.uncertainty is not None:  # its size and names, before anything is drawn
+        check_spec(data, scenario.uncertainty)
 
 
 def scenario_sha256(scenario: Scenario) -> str:

@@ -375,6 +375,42 @@ def to_table(sample: Sample, data: ProjectData) -> pd.DataFrame:
                else getattr(sample, k).ravel().astype(int)) for k in FACTORS}})
 
 
+def sample_cells(uncertainty: Any, n_projects: int) -> int:
+    """The larger of a scenario sample's and its fresh sample's size, draws x projects, from
+    the spec alone (a model or raw JSON; nothing is drawn): what a service caps before it
+    builds anything."""
+    if uncertainty is None:
+        return 0
+    u = uncertainty if isinstance(uncertainty, dict) else uncertainty.model_dump()
+    fresh = int(u.get("fresh_draws") or 0)
+    if "draws_table" in u:
+        draws = len({r.get("draw") if isinstance(r, dict) else r.draw
+                     for r in u.get("draws_table") or []})
+    elif "draws_file" in u:
+        draws = 0  # a file on the server's disk: the CLI's, sized when read
+    else:
+        draws = int(u.get("draws") or 0)
+    return max(draws, fresh) * n_projects
+
+
+def check_spec(data: ProjectData, spec: SampleSpec | DrawsFile | DrawsTable) -> None:
+    """The cheap checks of a scenario's sample, without drawing it: its size, a draws table's
+    project ids, a draws file's existence (what a batch checks for every row up front)."""
+    where = ("scenario", "uncertainty")
+    _cap_size(sample_cells(spec, 1), data.n, where)
+    if isinstance(spec, DrawsTable):
+        pos = data.positions
+        bad = [(i, r.project_id) for i, r in enumerate(spec.draws_table)
+               if r.project_id not in pos]
+        if bad:
+            raise InputError([Problem((*where, "draws_table", i, "project_id"),
+                                      f"draws table row {i + 1}: unknown project {pid!r}")
+                              for i, pid in bad[:50]])
+    elif isinstance(spec, DrawsFile) and not Path(spec.draws_file).is_file():
+        raise InputError(f"draws file {spec.draws_file!r} does not exist",
+                         loc=(*where, "draws_file"))
+
+
 def _cap_size(draws: int, n: int, where: tuple) -> None:
     if draws * n > MAX_SAMPLE_CELLS:
         raise InputError(f"a sample of {draws:,} draws x {n:,} projects = {draws * n:,} cells "
@@ -461,6 +497,7 @@ def assessment_sample(data: ProjectData, sc: Scenario) -> Sample:
         lambda: default_sample(data, ASSESS_DRAWS, ASSESS_SEED))
 
 
-__all__ = ["ASSESS_DRAWS", "ASSESS_SEED", "Draw", "Sample", "assessment_sample",
+__all__ = ["ASSESS_DRAWS", "ASSESS_SEED", "Draw", "Sample", "assessment_sample", "check_spec",
+           "sample_cells",
            "default_model", "default_sample", "fresh_sample", "from_table", "generated",
            "make_draw", "make_sample", "read_table", "sample_for", "to_table"]

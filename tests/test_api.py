@@ -38,6 +38,7 @@ KEY = KEYS["two"]  # one of the configured keys (analysts)
 AUTH = {"X-API-Key": KEY}
 MAX_TIME_LIMIT_S = 4.0
 MAX_BODY_BYTES = 100_000
+MAX_SAMPLE_CELLS = 3_000  # 1,000 draws of the three-project table
 PROBLEM_JSON = "application/problem+json"
 
 TINY_SHA = load_projects(TINY_ROWS).sha256
@@ -58,7 +59,8 @@ def settings(tmp_path_factory) -> Settings:
     return Settings(database_url=f"sqlite:///{db}", workers=1, max_queue=0,
                     api_keys=",".join(f"{n}:analyst:{k}" for n, k in KEYS.items()),
                     max_time_limit_s=MAX_TIME_LIMIT_S,
-                    max_body_bytes=MAX_BODY_BYTES, retry_after_s=7)
+                    max_body_bytes=MAX_BODY_BYTES, retry_after_s=7,
+                    max_sample_cells=MAX_SAMPLE_CELLS)
 
 
 @pytest.fixture(scope="module")
@@ -909,3 +911,77 @@ def test_busy_503_and_health_stays_fast_during_a_slow_solve(client):
     assert out["seconds"] >= 2.5
     # the worker is free again
     assert optimize(client, tiny_body(budget_musd=120)).status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# under uncertainty (CONTRACT section 8): an inline draws table, caps, bad samples
+# ---------------------------------------------------------------------------------------------
+
+
+def tiny_draws(n_draws: int = 4) -> list[dict[str, Any]]:
+    """Draws for the hand-worked table: C's value swings, A's price paid overruns in half."""
+    return [{"draw": s, "project_id": p, "price": {"C": (0.5, 1.5)[s % 2]}.get(p, 1.0),
+             "overrun": {"A": (1.0, 1.2)[s % 2]}.get(p, 1.0)}
+            for s in range(n_draws) for p in ("A", "B", "C")]
+
+
+def test_optimize_with_an_inline_draws_table_matches_the_library(client):
+    body = tiny_body(name=unique("draws"), budget_musd=120, objective="mean_cvar",
+                     risk_aversion=0.5, cvar_alpha=0.5,
+                     uncertainty={"draws_table": tiny_draws(), "fresh_draws": 0})
+    r = optimize(client, body)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    lib = optimizer.optimize(TINY_ROWS, body["scenario"])
+    assert got["objective"] == pytest.approx(lib.objective, abs=1e-6)
+    assert got["uncertainty"]["draws"] == 4 and got["uncertainty"]["source"] == "table"
+    assert got["uncertainty"]["cvar"] == pytest.approx(lib.uncertainty.cvar, abs=1e-6)
+    stored = client.get(f"/runs/{got['run_id']}").json()
+    assert stored["uncertainty"] == got["uncertainty"]
+
+
+@pytest.mark.parametrize(("uncertainty", "more", "loc"), [
+    ({"draws_table": [{"draw": 0, "project_id": "NOPE"}]}, {},
+     ["body", "scenario", "uncertainty", "draws_table", 0, "project_id"]),
+    ({"draws_table": [{"draw": 0, "project_id": "A", "price": -1}]}, {},
+     ["body", "scenario", "uncertainty", "draws_table", 0, "price"]),
+    ({"draws_table": [{"draw": 0, "project_id": "A", "available": 2}]}, {},
+     ["body", "scenario", "uncertainty", "draws_table", 0, "available"]),
+    ({"draws": 10}, {"budget_confidence": 0}, ["body", "scenario", "budget_confidence"]),
+    ({"draws": 10}, {"cvar_alpha": 0.7}, ["body", "scenario", "cvar_alpha"]),
+])
+def test_bad_samples_are_422_and_nothing_is_stored(client, uncertainty, more, loc):
+    name = unique("bad-sample")
+    body = tiny_body(name=name, budget_musd=120, objective="expected_npv",
+                     uncertainty=uncertainty, **more)
+    assert_input_problem(optimize(client, body), loc)
+    assert name not in client.get("/runs", params={"limit": 500}).text
+
+
+def test_a_sample_over_the_server_cap_is_413_before_anything_is_built(client, settings):
+    """draws x projects over OPTIMIZER_MAX_SAMPLE_CELLS: refused from the spec alone (the
+    library's own cap is higher), and nothing stored."""
+    name = unique("huge")
+    draws = settings.max_sample_cells // len(TINY_ROWS) + 1
+    for u in ({"draws": draws, "fresh_draws": 0}, {"draws": 10, "fresh_draws": draws}):
+        body = tiny_body(name=name, budget_musd=120, objective="expected_npv", uncertainty=u)
+        t0 = time.perf_counter()
+        problem = assert_problem(optimize(client, body), 413)
+        assert time.perf_counter() - t0 < 2.0
+        assert "OPTIMIZER_MAX_SAMPLE_CELLS" in problem["detail"]
+    assert name not in client.get("/runs", params={"limit": 500}).text
+    ok = tiny_body(name=unique("at-cap"), budget_musd=120, objective="expected_npv",
+                   uncertainty={"draws": draws - 1, "fresh_draws": 0})
+    assert optimize(client, ok).status_code == 200
+
+
+def test_a_batch_whose_rows_ask_for_too_large_a_sample_is_413(client, settings):
+    """A grid over uncertainty.draws is sized value by value before the batch is stored."""
+    draws = settings.max_sample_cells // len(TINY_ROWS) + 1
+    spec = {"name": unique("sample-grid"), "projects": TINY_ROWS,
+            "base": {"budget_musd": 120, "objective": "expected_npv",
+                     "uncertainty": {"draws": 10, "fresh_draws": 0}},
+            "grid": {"uncertainty.draws": [10, draws]}}
+    problem = assert_problem(client.post("/batches", json=spec), 413)
+    assert "OPTIMIZER_MAX_SAMPLE_CELLS" in problem["detail"]
+    assert spec["name"] not in client.get("/batches", params={"limit": 500}).text

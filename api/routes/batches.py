@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from optimizer import InputError, csvsafe
 from optimizer.batch import parse_spec, row_count, varied_paths
-from optimizer.batch.spec import validate_rows
+from optimizer.batch.spec import sample_variants, validate_rows
 from optimizer.batch.summaries import Tally
 from optimizer.batch.table import FLAT_HEAD, flat_row
 
@@ -22,7 +22,12 @@ from ..db import BatchRow
 from ..deps import BatchDep, DbDep, SettingsDep, require_owner
 from ..problems import Problem, from_input_error
 from ..schemas import BatchAccepted, BatchPage, BatchStatus, ShareCreated, ShareRequest
-from ..service import add_batch_within_quota, cap_batch_time_limits, resolve_dataset
+from ..service import (
+    add_batch_within_quota,
+    cap_batch_time_limits,
+    check_sample_size,
+    resolve_dataset,
+)
 from ..service import validate_rows as validate_project_rows
 from .shared import create_share
 
@@ -90,6 +95,7 @@ async def create_batch(who: Writer, request: Request, db: DbDep, settings: Setti
     dataset = await resolve_dataset(db, request.app.state.default_dataset, parsed.projects,
                                     parsed.dataset_id, who)
     data = await run_in_threadpool(validate_project_rows, dataset.records)
+    check_sample_size(settings, sample_variants(parsed), data.n, ("body",))
     try:
         await run_in_threadpool(validate_rows, parsed, data)
     except InputError as exc:

@@ -294,6 +294,22 @@ def _spec_problems(exc: ValidationError) -> list[Problem]:
     return out
 
 
+def sample_variants(spec: BatchSpec) -> Iterator[dict[str, Any]]:
+    """Every distinct sample a batch's rows can ask for, as scenario dicts, without expanding
+    the batch: the base, each scenario of a list merged over it, and the base with each
+    single value of a grid's ``uncertainty.*`` paths (to size them before anything runs)."""
+    yield spec.base
+    for partial in spec.scenarios or []:
+        if isinstance(partial, Mapping) and "uncertainty" in partial:
+            yield merge(spec.base, partial)
+    for path, values in (spec.grid or {}).items():
+        if path.split(".")[0] == "uncertainty":
+            for v in values:
+                sc = merge(spec.base, {})
+                set_path(sc, path, v)
+                yield sc
+
+
 def row_count(spec: BatchSpec) -> int:
     """Rows the spec generates, computed without expanding it."""
     if spec.scenarios is not None:
