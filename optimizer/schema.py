@@ -582,6 +582,10 @@ def iso_countries() -> frozenset[str]:
 # Result (CONTRACT section 4)
 # ---------------------------------------------------------------------------------------------
 
+# Results always carry every field (defaults included), so their serialisation schemas (the
+# HTTP API's response schemas) mark every field required.
+_OUT = ConfigDict(json_schema_serialization_defaults_required=True)
+
 Status = Literal["optimal", "feasible", "infeasible", "no_solution"]
 # A batch row's status: a result's, or "evaluated" (Monte Carlo without re-optimising: the
 # base portfolio only evaluated on the draw) or "failed" (an error, never the batch's end).
@@ -590,6 +594,7 @@ WITH_PORTFOLIO: tuple[Status, ...] = ("optimal", "feasible")  # the statuses tha
 
 
 class SelectedProject(BaseModel):
+    model_config = _OUT
     project_id: str
     name: str
     country: str
@@ -604,6 +609,7 @@ class SelectedProject(BaseModel):
 
 
 class Totals(BaseModel):
+    model_config = _OUT
     cost_musd: float
     kabil_musd: float
     us_musd: float
@@ -623,6 +629,7 @@ class Totals(BaseModel):
 
 
 class Diagnosis(BaseModel):
+    model_config = _OUT
     conflicts: list[str] = Field(
         description="scenario field paths that together make it infeasible")
     message: str
@@ -634,6 +641,7 @@ class Diagnosis(BaseModel):
 
 
 class SolverInfo(BaseModel):
+    model_config = _OUT
     name: str = "highs"
     version: str
     build_s: float
@@ -648,6 +656,7 @@ class SolverInfo(BaseModel):
 
 
 class Provenance(BaseModel):
+    model_config = _OUT
     dataset_sha256: str
     scenario_sha256: str
     software_version: str
@@ -656,6 +665,7 @@ class Provenance(BaseModel):
 
 
 class Binding(BaseModel):
+    model_config = _OUT
     field: str
     limit: float
     value: float
@@ -663,6 +673,8 @@ class Binding(BaseModel):
 
 class RiskFigures(BaseModel):
     """A fixed portfolio measured on a sample of draws (CONTRACT section 8)."""
+
+    model_config = _OUT
 
     mean: float = Field(description="mean NPV over the draws, MUSD")
     cvar: float = Field(description="CVaR_alpha: the mean of the worst alpha share of draws")
@@ -677,6 +689,8 @@ class RiskFigures(BaseModel):
 
 class OutOfSample(BaseModel):
     """The chosen portfolio and the face-value optimum judged on draws neither was chosen on."""
+
+    model_config = _OUT
 
     draws: int
     seed: int | None
@@ -706,6 +720,8 @@ class UncertaintyBlock(RiskFigures):
 class Result(BaseModel):
     """The outcome of one solve; the same object from the CLI, the library and the HTTP API."""
 
+    model_config = _OUT
+
     status: Status
     objective: float | None
     best_bound: float | None
@@ -728,6 +744,8 @@ class Result(BaseModel):
 
 class BasePortfolioOnDraw(BaseModel):
     """Monte Carlo: the unperturbed optimum held fixed and priced on one draw."""
+
+    model_config = _OUT
 
     objective: float
     regret: float | None = Field(description="the draw's own optimum minus this")
