@@ -490,7 +490,7 @@ def worker_plain(stem: str) -> dict:
     t = pc()
     info = h.getInfo()
     if trace:  # where the run ended (the callback need not fire after the last change)
-        trace.points.append([0, h.getRunTime(), info.mip_primal_bound if
+        trace.points.append([0, h.getRunTime(), info.objective_function_value if
                              info.primal_solution_status == 2 else INF, info.mip_dual_bound])
     has = info.primal_solution_status == 2
     stakes = _stakes(np.asarray(h.getSolution().col_value), fm, d) if has else {}
@@ -725,7 +725,8 @@ def worker_ours(stem: str) -> dict:
     # this process only: wrap what Optimizer.solve calls, to split its time (a name that
     # moved is skipped, and its phase reads 0)
     for mod, name, label in (
-            (osample, "make_sample", "sample"),  # once, in the scenario check
+            (osample, "make_sample", "sample"),  # once (in the scenario check or apply)
+            (osession, "sample_for", "sample_apply"),  # Session.apply's (cached) look-up
             (osolve, "check_scenario_against", "scenario_check"),
             (osolve, "load_scenario", "scenario_load"),
             (osession, "attach_sample", "attach_sample"),
@@ -798,7 +799,8 @@ def worker_ours(stem: str) -> dict:
     for k, val in acc.items():
         ph[k] = val
     ph["rows"] = acc.get("attach_sample", 0.0) + acc.get("apply_uncertainty", 0.0)
-    ph["rest"] = (ph["solve_call"] - ph["rows"] - acc.get("scenario_check", 0.0)
+    ph["rest"] = (ph["solve_call"] - ph["rows"] - acc.get("sample_apply", 0.0)
+                  - acc.get("scenario_check", 0.0)
                   - acc.get("scenario_load", 0.0) - acc.get("apply_scenario", 0.0)
                   - sum(r["wall"] for r in runs))
     hs = opt.session._solver._highspy()
@@ -1017,7 +1019,7 @@ def ok_runs(runs, **kw):
 
 
 def P(runs, key, **kw):
-    return med([r["phases"].get(key) for r in ok_runs(runs, **kw)])
+    return med([r["phases"].get(key, 0.0) for r in ok_runs(runs, **kw)])
 
 
 def V(runs, key, **kw):
@@ -1068,7 +1070,8 @@ def print_case(label: str, runs: list[dict], cases: list[str]) -> dict:
         if c == "ours":
             imp = P(rs, "import_pyomo") + P(rs, "import_rest")
             build = (P(rs, "validate") + P(rs, "build") + P(rs, "scenario_load")
-                     + P(rs, "scenario_check") + P(rs, "apply_scenario") + P(rs, "rows"))
+                     + P(rs, "scenario_check") + P(rs, "sample_apply")
+                     + P(rs, "apply_scenario") + P(rs, "rows"))
             pas = P(rs, "transfer") + P(rs, "update") + P(rs, "pyomo_other")
             solve = P(rs, "highs")
         else:
@@ -1102,15 +1105,16 @@ def print_case(label: str, runs: list[dict], cases: list[str]) -> dict:
     if "ours" in out:
         rs = ok_runs(runs, case="ours")
         print("    ours by phase: import {:.3f} (pyomo {:.3f}); validate {:.3f}, build_model "
-              "{:.3f}, hand-over of the face-value model {:.3f}, scenario load+check {:.3f} "
-              "(of which the sample {:.3f}), apply_scenario {:.3f}, sample rows "
+              "{:.3f}, hand-over of the face-value model {:.3f}, scenario load+check+sample "
+              "{:.3f} (making the sample {:.3f}), apply_scenario {:.3f}, sample rows "
               "{:.3f} (shortfall {:.3f}, caps {:.3f}, risk objective {:.3f}), Pyomo update "
               "(new rows to HiGHS) {:.3f} (rows {:.3f}, objective {:.3f}), rest of Pyomo's "
               "solve {:.3f}, HiGHS {:.3f} in {:.0f} run(s), certify outside HiGHS + result {:.3f}"
               " (in-sample figures {:.3f})".format(
                   P(rs, "import_pyomo") + P(rs, "import_rest"), P(rs, "import_pyomo"),
                   P(rs, "validate"), P(rs, "build"), P(rs, "transfer"),
-                  P(rs, "scenario_load") + P(rs, "scenario_check"), P(rs, "sample"),
+                  P(rs, "scenario_load") + P(rs, "scenario_check") + P(rs, "sample_apply"),
+                  P(rs, "sample"),
                   P(rs, "apply_scenario"),
                   P(rs, "rows"), P(rs, "rows_shortfall"), P(rs, "rows_caps"),
                   P(rs, "rows_objective"), P(rs, "update"), P(rs, "update_cons"),

@@ -28,7 +28,7 @@ RISK = {"base": {**BASE, "objective": "mean_cvar",
         "frontier": {"kind": "risk", "points": 4}}
 RISK_GRID = {"base": {**BASE, "objective": "expected_npv",
                       "uncertainty": {"draws": 40, "seed": 5, "fresh_draws": 0}},
-             "grid": {"budget_confidence": [0.5, 0.9], "min_cvar_npv": [-2000, -500]}}
+             "grid": {"budget_confidence": [0.5, 0.9], "min_cvar_npv": [-500]}}
 
 
 def table(executor, spec: dict, shipped, chunk_size=None) -> list[tuple]:
@@ -54,7 +54,7 @@ def dask_cluster():
         yield cluster
 
 
-@pytest.mark.parametrize(("spec", "n"), [(GRID, 8), (MC, 16), (RISK, 4), (RISK_GRID, 4)],
+@pytest.mark.parametrize(("spec", "n"), [(GRID, 8), (MC, 16), (RISK, 4), (RISK_GRID, 2)],
                          ids=["grid", "monte_carlo", "risk_frontier", "uncertain_grid"])
 def test_one_two_workers_and_dask_give_the_same_table(spec, n, shipped, dask_cluster):
     one = table(LocalProcesses(1), spec, shipped, chunk_size=3)
