@@ -40,6 +40,19 @@ TINY_ROWS = [
 ]
 
 
+# The same three projects with magnet rare earths and Chinese ownership (worked by hand in
+# tests/test_new_fields.py and tests/test_limits.py): NdPr, Dy+Tb t/y and the Chinese share.
+MAGNETS = {"A": (200.0, 20.0, 0.0), "B": (0.0, 0.0, 0.0), "C": (600.0, 10.0, 0.6)}
+
+
+def magnet_rows() -> pd.DataFrame:
+    df = pd.DataFrame(TINY_ROWS)
+    df["output_ndpr_t"] = df["project_id"].map(lambda p: MAGNETS[p][0])
+    df["output_dytb_t"] = df["project_id"].map(lambda p: MAGNETS[p][1])
+    df["chinese_ownership"] = df["project_id"].map(lambda p: MAGNETS[p][2])
+    return df
+
+
 @pytest.fixture
 def tiny_frame() -> pd.DataFrame:
     return pd.DataFrame(TINY_ROWS)

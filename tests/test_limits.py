@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from optimizer import Optimizer, Scenario
@@ -34,9 +33,8 @@ from optimizer.data import validate_projects
 from optimizer.polish import polish_stakes
 from optimizer.schema import LIMIT_BY_FIELD, LIMITS, PARTNERS, SETTING_FIELDS
 
-from .conftest import TINY_ROWS, scenario
+from .conftest import magnet_rows, scenario
 
-MAGNETS = {"A": (200.0, 20.0, 0.0), "B": (0.0, 0.0, 0.0), "C": (600.0, 10.0, 0.6)}
 BASE = {"budget_musd": 120}
 # a small sample for the limits read on draws (CONTRACT section 8): price and overrun spread
 SAMPLE = {"draws": 40, "seed": 3, "fresh_draws": 0,
@@ -49,11 +47,7 @@ P = {"A": 0.55, "C": 0.3}  # the optimum of BASE, worked by hand above
 
 @pytest.fixture(scope="module")
 def opt() -> Optimizer:
-    df = pd.DataFrame(TINY_ROWS)
-    df["output_ndpr_t"] = df["project_id"].map(lambda p: MAGNETS[p][0])
-    df["output_dytb_t"] = df["project_id"].map(lambda p: MAGNETS[p][1])
-    df["chinese_ownership"] = df["project_id"].map(lambda p: MAGNETS[p][2])
-    return Optimizer(validate_projects(df))
+    return Optimizer(validate_projects(magnet_rows()))
 
 
 def test_every_scenario_field_is_a_limit_or_a_setting():

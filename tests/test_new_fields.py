@@ -11,25 +11,18 @@ best is A (s = 0.6) + B: 24 + 20 = 44 (A alone 40, B alone 20).
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from optimizer import Optimizer
 from optimizer.check import violations
 from optimizer.data import validate_projects
 
-from .conftest import TINY_ROWS, scenario
-
-MAGNETS = {"A": (200.0, 20.0, 0.0), "B": (0.0, 0.0, 0.0), "C": (600.0, 10.0, 0.6)}
+from .conftest import magnet_rows, scenario
 
 
 @pytest.fixture(scope="module")
 def opt() -> Optimizer:
-    df = pd.DataFrame(TINY_ROWS)
-    df["output_ndpr_t"] = df["project_id"].map(lambda p: MAGNETS[p][0])
-    df["output_dytb_t"] = df["project_id"].map(lambda p: MAGNETS[p][1])
-    df["chinese_ownership"] = df["project_id"].map(lambda p: MAGNETS[p][2])
-    return Optimizer(validate_projects(df))
+    return Optimizer(validate_projects(magnet_rows()))
 
 
 def chosen(r) -> dict[str, float]:

@@ -240,12 +240,7 @@ def render_compare_xlsx(pack: Pack) -> bytes:
     book.table(ws, 0, 0, [("Item", None), ("Value", "wrap")], prov, "Provenance")
     _widths(ws, [40, 100])
     ws.freeze_panes(1, 0)
-    for sheet in book.wb.worksheets():
-        sheet.set_paper(9)
-        sheet.set_landscape()
-        sheet.fit_to_pages(1, 0)
-        sheet.repeat_rows(0)
-    book.wb.close()
+    book.close()
     return buf.getvalue()
 
 

@@ -71,6 +71,16 @@ class _Book:
                                 "valign": "top"})
         self.n_tables = 0
 
+    def close(self) -> None:
+        """Every sheet printable (A4 landscape, one page wide, the header row on each page),
+        then the workbook written."""
+        for ws in self.wb.worksheets():
+            ws.set_paper(9)
+            ws.set_landscape()
+            ws.fit_to_pages(1, 0)
+            ws.repeat_rows(0)
+        self.wb.close()
+
     def table(self, ws: Worksheet, row: int, col: int, columns: Sequence[tuple[str, str | None]],
               rows: Sequence[Sequence[Any]], name: str,
               totals: dict[int, float] | None = None, total_label: str = "Total") -> int:
@@ -633,12 +643,7 @@ def render_xlsx(result: Result, scenario: Scenario, data: ProjectData,
     _data(book, fx)
     _glossary(book, fx)
     _provenance(book, fx)
-    for ws in book.wb.worksheets():  # printable: A4 landscape, one page wide
-        ws.set_paper(9)
-        ws.set_landscape()
-        ws.fit_to_pages(1, 0)
-        ws.repeat_rows(0)
-    book.wb.close()
+    book.close()
     return buf.getvalue()
 
 
@@ -901,12 +906,7 @@ def render_batch_xlsx(view) -> bytes:
         if k in ("wall_s", "workers", "chunk_size", "resumed_rows", "status")]
     book.table(ws, 0, 0, [("Item", None), ("Value", "wrap")], prov, "Provenance")
     ws.freeze_panes(1, 0)
-    for sheet in book.wb.worksheets():
-        sheet.set_paper(9)
-        sheet.set_landscape()
-        sheet.fit_to_pages(1, 0)
-        sheet.repeat_rows(0)
-    book.wb.close()
+    book.close()
     return buf.getvalue()
 
 
