@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from optimizer import InputError, Optimizer, load_scenario
-from optimizer.check import violations as check_violations
 from optimizer.batch import InProcessExecutor, parse_spec, row_count, run_batch
 from optimizer.batch.draws import evaluate, make_draw, perturb
 from optimizer.batch.files import DirSink
 from optimizer.batch.spec import expand, merge, validate_rows
+from optimizer.check import violations as check_violations
 
 from .conftest import ROOT, ListSink, run_cli
 
