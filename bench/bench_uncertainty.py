@@ -825,7 +825,16 @@ def worker_main(args) -> None:
     import resource
 
     out = WORKERS[args.worker](args.stem)
-    out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # peak RSS of this process image: VmHWM (ru_maxrss keeps the high-water mark of the
+    # forked copy of the parent across exec, so it reads at least the parent's size)
+    out["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["max_rss_mb"] = out["ru_maxrss_mb"]
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                out["max_rss_mb"] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
     out["t_started"] = T_STARTED  # wall clock when this script began to run in the worker
     out["t_done"] = time.time()  # ... and when its work was done (then: exit, teardown)
     sys.stdout.write("\n@@RESULT@@" + json.dumps(out) + "\n")
