@@ -1,35 +1,36 @@
 """Speed benchmark of portfolios under uncertainty (issue 15, CONTRACT section 8): our Pyomo +
 persistent-HiGHS library against the plain extensive form written straight into highspy from
-numpy arrays, and against CVaR cutting planes (Kunzi-Bay and Mayer 2006) in highspy.
+numpy arrays, and against two cutting-plane forms of CVaR in highspy.
 
-    .venv/bin/python bench/bench_uncertainty.py                     # every group, 1 repeat
+    .venv/bin/python bench/bench_uncertainty.py                     # every group (~45 min)
     .venv/bin/python bench/bench_uncertainty.py --groups shipped,chance --repeat 3 \
-        --json bench/results_uncertainty.json
+        --json /tmp/uncertainty.json
 
-Groups (``--groups``, comma list):
+Cases: ``ours`` (``Optimizer(data).solve(scenario)``), ``plain`` (the extensive form from numpy
+arrays), ``cuts`` (aggregated CVaR cuts, Kunzi-Bay and Mayer 2006), ``rows`` (a cut per draw:
+the plain form's shortfall rows, added only once violated). Groups (``--groups``):
 
 shipped    inputs/projects.csv (45 projects), inputs/scenarios/base.json, 1,000 draws of the
-           data's default uncertainty model (seed 0), ``mean_cvar`` lambda 0.5, alpha 0.1, CVaR
-           floor ``--cvar-floor`` (default -140: binding and feasible, see bench/README.md):
-           ours, plain, cuts. Target: ours <= 1.3x plain, whole process.
+           data's default uncertainty model (seed 0), ``mean_cvar`` lambda 0.5, alpha 0.1, with
+           the CVaR floor ``--cvar-floor`` (default -140: binding and feasible, bench/README.md)
+           and without: all four cases. Target: ours <= 1.3x plain, whole process.
 synthetic  ``optimizer.synthetic`` 1,000 projects (seed 0) and its scenario, ``mean_cvar``
-           lambda 0.5 alpha 0.1, ``--synthetic-draws`` (default 200,1000): ours (200 only unless
-           ``--ours-synthetic-draws``), plain, cuts. Target at 200: ours <= 1.0x the faster.
+           lambda 0.5 alpha 0.1, ``--synthetic-draws`` (default 200,1000), HiGHS limit
+           ``--time-limit`` (300 s): all four cases, the gap over time. Target at 200: 1.0x.
 chance     shipped data, ``expected_npv`` with ``budget_confidence`` 0.9, ``--chance-draws``
-           (default 200,1000), time limit ``--chance-time-limit`` (60 s): ours and plain, the
-           gap over time recorded by a HiGHS callback in both; and ``expected_npv`` without the
-           chance constraint (what the chance constraint costs).
-memory     ours (and plain) on the shipped data (``--memory-shipped`` draws) and on 1,000
+           (default 200,1000), limit ``--chance-time-limit`` (60 s): ours and plain with the
+           gap over time; and ``expected_npv`` without the chance constraint (its cost).
+memory     ours and plain on the shipped data (``--memory-shipped`` draws) and on 1,000
            synthetic projects (``--memory-synthetic`` draws), ``mean_cvar`` without a floor,
-           time limit ``--memory-time-limit`` (60 s): peak RSS against draws x projects, and
+           limit ``--memory-time-limit`` (60 s): peak RSS (VmHWM) against draws x projects, and
            which samples solve within the limit.
 
 Every timed case runs in a fresh ``python`` process (``--worker``): its whole wall time
-("process": interpreter start, imports, reading the instance, the solve) and its phases are
-recorded. The parent makes each instance once (untimed): the data, the scenario and the sample
-(``optimizer.sample.sample_for``, the very draws ours makes from the scenario) as numpy arrays
-for the highspy workers. Ours gets the projects table (the CSV path or a DataFrame pickle) and
-the scenario, and makes its own sample (timed as the phase ``sample``).
+("process": interpreter start, imports, reading the instance, the solve, exit) and its phases
+are recorded. The parent makes each instance once (untimed): the data, the scenario and the
+sample (``optimizer.sample.sample_for``, the very draws ours makes from the scenario) as numpy
+arrays for the highspy workers. Ours gets the projects table (the CSV path or a DataFrame
+pickle) and the scenario, and makes its own sample (timed as the phase ``sample``).
 
 The plain form mirrors the LP ours hands to HiGHS row for row and column for column (minus the
 diagnosis slacks ``relax[f]``, fixed at 0): the face-value rows of bench_solve.floor_model, then
@@ -40,17 +41,22 @@ highs_options``: presolve off, random_seed 0, feasibility jump and root reduced 
 tolerances 1e-7 / 1e-6, threads as ``OPTIMIZER_HIGHS_THREADS`` (unset: HiGHS's default), gap
 1e-4, the time limit.
 
-The cutting-plane form replaces the N shortfall rows and u_s by one variable ``v`` (the CVaR)
-and aggregated cuts ``v <= eta (1 - |K|/(alpha N)) + 1/(alpha N) sum_{s in K} R_s`` for draw
-sets K: two initial cuts (K empty, K all), then Kelley iterations on the LP relaxation
-(solve, add the most violated cut K = {s: R_s < eta*}, until no cut is violated by more than
-1e-7 relative), then the same on the MIP (each MIP warm-started with the previous portfolio,
-which is feasible once its true CVaR replaces v), until the cut is no longer violated: then
-the MIP's bound is valid for the true problem and its portfolio optimal within the gap.
+``cuts`` replaces the N shortfall rows and u_s by one variable ``v`` (the CVaR) and aggregated
+cuts ``v <= eta (1 - |K|/(alpha N)) + 1/(alpha N) sum_{s in K} R_s`` for draw sets K: two
+initial cuts (K empty, K all), then Kelley iterations on the LP relaxation (solve, add the most
+violated cut K = {s: R_s < eta*}, until none is violated by more than 1e-7 relative), then MIP
+runs: every incumbent a run found (HiGHS's MIP-solution callback) is separated and its cut
+added, each run warm-started with the best portfolio so far (feasible once its true CVaR
+replaces v); stop when the run's own answer breaks no cut (its bound is then valid for the
+true problem) or the best true objective is within the gap of the run's bound. ``rows`` does
+the same with the plain form's own rows: u_s and eta as in the plain form, the shortfall rows
+of the 2 alpha N worst draws to start, then every broken row; a MIP run stops at once on an
+incumbent that breaks a row (emulated lazy constraints: highspy cannot add rows inside a run),
+which pays off for rows and not for aggregated cuts (``BENCH_CUTS_EARLY_STOP``).
 
 Every portfolio is checked by the parent: ``optimizer.check.violations`` against the
 scenario, sampled limits included (1e-6 relative), objective recomputed on the sample
-(``optimizer.risk``), and all objectives of a case must agree within the reported gaps.
+(``optimizer.limits.measure``), and the objectives of a case must agree within the gaps.
 """
 
 from __future__ import annotations
