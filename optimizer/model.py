@@ -48,6 +48,7 @@ class BuiltModel:
     cut_serial: int = 0
     sample: Any = None  # the sample whose rows the model holds (optimizer.stochastic)
     sample_parts: set[str] = field(default_factory=set)  # which of its row families exist
+    shortfall_rows: dict[int, Any] = field(default_factory=dict)  # draw -> its shortfall row
 
 
 def _lin(coefs, vars_, extra=()) -> LinearExpression:

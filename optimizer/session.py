@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -40,7 +40,7 @@ from .model import (
 )
 from .sample import sample_for
 from .schema import LIMIT_BY_FIELD, Scenario, SolverSettings
-from .stochastic import apply_uncertainty, attach_sample
+from .stochastic import apply_uncertainty, attach_sample, separate, shortfall_vars
 
 Backend = Literal["fast", "stock"]
 INFEASIBLE = (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded)
@@ -126,9 +126,12 @@ class Session:
         finally:
             set_choice_bounds(self.built, *choice_bounds(self.data, sc))
 
-    def run(self, settings: SolverSettings, *, exact: bool = False) -> Outcome:
+    def run(self, settings: SolverSettings, *, exact: bool = False,
+            solved_before: float = 0.0) -> Outcome:
         """Solve the model as it stands now (the caller has applied a scenario and may have
         changed bounds or the objective), within ``settings`` and the session's deadline.
+        Under a CVaR, rows of draws the answer understates are added and the model re-run
+        until there are none (``optimizer.stochastic.separate``).
 
         ``exact``: tight feasibility tolerances (certification re-solves)."""
         self.hand_over()
@@ -160,9 +163,18 @@ class Session:
             both = solver.values([*(m.choose[p] for p in range(n)),
                                   *(m.stake[p] for p in range(n))])
             x, s = both[:n], both[n:]
-        return Outcome(termination=termination, has_solution=has,
-                       objective=res.incumbent_objective, bound=res.objective_bound,
-                       solve_s=timer.get_total_time("optimize"), x=x, s=s)
+        out = Outcome(termination=termination, has_solution=has,
+                      objective=res.incumbent_objective, bound=res.objective_bound,
+                      solve_s=timer.get_total_time("optimize") + solved_before, x=x, s=s)
+        if has and "shortfall" in self.built.sample_parts:
+            tail = solver.values(shortfall_vars(self.built))
+            if separate(self.built, x, s, float(tail[0]), tail[1:]):
+                # the run overstated the portfolio's CVaR: re-run with those draws' rows;
+                # out of time, the answer is not proven (its bound still holds)
+                if self.time_up():
+                    return replace(out, termination=TerminationCondition.maxTimeLimit)
+                return self.run(settings, exact=exact, solved_before=out.solve_s)
+        return out
 
     def learn_overhead(self, wall_s: float, solve_s: float) -> None:
         """Record what a whole solve call spent outside HiGHS's run (for the next deadline)."""

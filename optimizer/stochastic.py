@@ -11,8 +11,13 @@ With ``a_sp = available_sp value_p price_sp - equity_p overrun_sp`` and ``R_s = 
 
 - ``risk_obj``: max ``(1 - lam) (1/N) sum_s R_s + lam (eta - 1/(alpha N) sum_s u_s)``
   (``lam`` = 0 for ``expected_npv``, ``risk_aversion`` for ``mean_cvar``);
-- ``shortfall[s]``: ``u_s >= eta - R_s``, ``u_s >= 0`` (Rockafellar-Uryasev: at the optimum
-  ``eta - 1/(alpha N) sum_s u_s`` is the CVaR of R);
+- ``shortfall``: ``u_s >= eta - R_s``, ``u_s >= 0`` (Rockafellar-Uryasev: at the optimum
+  ``eta - 1/(alpha N) sum_s u_s`` is the CVaR of R). Rows are generated, a cut per draw: the
+  model starts with the 2 alpha N draws worst across the board, and after every run the rows
+  of the draws whose shortfall the portfolio understates are added and the model re-run
+  (:func:`separate`), until none is: then the run's answer and bound are the full model's.
+  Measured (bench/README.md): 2.9x faster than every row at 1,000 projects x 200 draws, and
+  at 1,000 x 1,000 optimal in 97 s where every row stops at 300 s with a gap;
 - ``cvar_floor``: ``eta - 1/(alpha N) sum_s u_s + relax >= min_cvar_npv``;
 - ``caps_in_draw[s, cap]``: ``sum_p w_p (equity_p overrun_sp s_p + deal_p x_p) + S_s held_s
   <= cap + S_s`` for every spend cap (``S_s`` the most the cap's spend can be in draw s, so
@@ -88,16 +93,11 @@ def _risk_objective(built: BuiltModel) -> None:
 
 
 def _add_shortfall(built: BuiltModel) -> None:
-    """shortfall[s]: u_s - eta + sum_p a_sp s_p - deal_p x_p >= 0; cvar_floor."""
-    m, b, data, smp = built.model, built.model.draws, built.data, built.sample
-    n = data.n
-    a = smp.value_coefficients(data)
-    deal = -data.col("deal_cost_musd")
-    sx = [m.stake[p] for p in range(n)] + [m.choose[p] for p in range(n)]
-    b.shortfall = pyo.Constraint(
-        b.S, rule=lambda _, s: (0.0, _lin(np.concatenate([a[s], deal]), sx,
-                                          ((1.0, b.shortfall_of[s]), (-1.0, b.eta))), None),
-        doc="u_s >= eta - R_s")
+    """shortfall: ``u_s - eta + sum_p a_sp s_p - deal_p x_p >= 0``, one row per draw, added
+    as needed (:func:`separate`): it starts with the draws worst across the board; cvar_floor."""
+    m, b, smp = built.model, built.model.draws, built.sample
+    b.shortfall = pyo.ConstraintList(doc="u_s >= eta - R_s, for the draws that need it")
+    built.shortfall_rows = {}
     tail = -1.0 / (b.alpha * smp.n_draws)
     b.cvar_floor = pyo.Constraint(
         expr=(m.rhs["min_cvar_npv"], LinearExpression(
@@ -107,6 +107,69 @@ def _add_shortfall(built: BuiltModel) -> None:
         doc="eta - 1/(alpha N) sum_s u_s >= min_cvar_npv")
     built.sample_parts.add("shortfall")
     _risk_objective(built)
+
+
+def _add_shortfall_rows(built: BuiltModel, draws) -> None:
+    m, b, data, smp = built.model, built.model.draws, built.data, built.sample
+    a = _value_coefficients(built)
+    deal = -data.col("deal_cost_musd")
+    sx = [m.stake[p] for p in range(data.n)] + [m.choose[p] for p in range(data.n)]
+    for s in draws:
+        s = int(s)
+        if s in built.shortfall_rows:
+            continue
+        built.shortfall_rows[s] = b.shortfall.add(
+            (0.0, _lin(np.concatenate([a[s], deal]), sx,
+                       ((1.0, b.shortfall_of[s]), (-1.0, b.eta))), None))
+    del smp
+
+
+def _value_coefficients(built: BuiltModel) -> np.ndarray:
+    """The sample's (N, n) value coefficients a_sp, made once per sample."""
+    got = getattr(built, "_a", None)
+    if got is None or got[0] is not built.sample:
+        built._a = (built.sample, built.sample.value_coefficients(built.data))
+    return built._a[1]
+
+
+def _ensure_tail_rows(built: BuiltModel, alpha: float) -> None:
+    """At least 2 alpha N shortfall rows, the draws worst across the board first (the sum of
+    every project's NPV in the draw): with fewer than alpha N rows, raising eta would pay and
+    the CVaR terms would be unbounded; twice that starts near the tail."""
+    n_draws = built.sample.n_draws
+    need = min(n_draws, max(1, math.ceil(2 * alpha * n_draws - 1e-9)))
+    if len(built.shortfall_rows) >= need:
+        return
+    order = np.argsort(_value_coefficients(built).sum(axis=1), kind="stable")
+    fresh = [s for s in order.tolist() if s not in built.shortfall_rows]
+    _add_shortfall_rows(built, fresh[:need - len(built.shortfall_rows)])
+
+
+SEPARATION_TOL = 1e-7  # a shortfall row missed by more than this (relative) is added
+
+
+def separate(built: BuiltModel, x: np.ndarray, s: np.ndarray, eta: float,
+             shortfall: np.ndarray) -> int:
+    """Row generation for CVaR (a cut per draw): the rows of the draws whose shortfall the
+    run's portfolio understates (``eta - R_s > u_s``: only draws without a row can), added;
+    how many. None added: the run's CVaR is the portfolio's, so its answer and bound are those
+    of the full sample-average model (every row present). Called after every run that has a
+    solution while the model holds shortfall rows (``Session.run``)."""
+    if "shortfall" not in built.sample_parts:
+        return 0
+    a = _value_coefficients(built)
+    r = a @ s - float(built.data.col("deal_cost_musd") @ x)
+    gap = eta - r - shortfall
+    broken = np.flatnonzero(gap > SEPARATION_TOL * max(1.0, abs(eta)))
+    broken = [int(d) for d in broken if int(d) not in built.shortfall_rows]
+    _add_shortfall_rows(built, broken)
+    return len(broken)
+
+
+def shortfall_vars(built: BuiltModel) -> list:
+    """eta, then u_s of every draw (for reading a run's values)."""
+    b = built.model.draws
+    return [b.eta, *(b.shortfall_of[d] for d in b.S)]
 
 
 def _add_caps(built: BuiltModel) -> None:
@@ -187,6 +250,8 @@ def apply_uncertainty(built: BuiltModel, sc: Scenario) -> None:
             _add_shortfall(built)
     b.lam.set_value(sc.risk_aversion if stochastic and sc.objective == "mean_cvar" else 0.0)
     b.alpha.set_value(sc.cvar_alpha)
+    if "shortfall" in built.sample_parts:
+        _ensure_tail_rows(built, sc.cvar_alpha)
     m.rhs["min_cvar_npv"].set_value(
         float(sc.min_cvar_npv) if stochastic and sc.min_cvar_npv is not None else -NO_BOUND)
     for field, part, add, binary in (("budget_confidence", "caps", _add_caps, "held"),
