@@ -15,9 +15,8 @@ With ``a_sp = available_sp value_p price_sp - equity_p overrun_sp`` and ``R_s = 
   ``eta - 1/(alpha N) sum_s u_s`` is the CVaR of R). Rows are generated, a cut per draw: the
   model starts with the 2 alpha N draws worst across the board, and after every run the rows
   of the draws whose shortfall the portfolio understates are added and the model re-run
-  (:func:`separate`), until none is: then the run's answer and bound are the full model's.
-  Measured (bench/README.md): 2.9x faster than every row at 1,000 projects x 200 draws, and
-  at 1,000 x 1,000 optimal in 97 s where every row stops at 300 s with a gap;
+  (:func:`separate`), until none is: then the run's answer and bound are the full model's
+  (bench/README.md measures it against every row);
 - ``cvar_floor``: ``eta - 1/(alpha N) sum_s u_s + relax >= min_cvar_npv``;
 - ``caps_in_draw[s, cap]``: ``sum_p w_p (equity_p overrun_sp s_p + deal_p x_p) + S_s held_s
   <= cap + S_s`` for every spend cap (``S_s`` the most the cap's spend can be in draw s, so
