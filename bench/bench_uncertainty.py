@@ -751,9 +751,9 @@ def worker_ours(stem: str) -> dict:
     holder: list = []
     plain_run = osession.Session.run
 
-    def run(self, settings, *, exact=False):
+    def run(self, settings, *, exact=False, **more):
         t = pc()
-        out = plain_run(self, settings, exact=exact)
+        out = plain_run(self, settings, exact=exact, **more)
         tm = self.stats.timer
         upd = {k: tm.get_total_time("update." + k) for k in ("cons", "objective", "vars")}
         if holder:  # the gap trace: the first run is the search, later ones certification
