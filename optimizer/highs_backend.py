@@ -97,6 +97,13 @@ class StockHighs(Highs):
     _watching = False
     interrupted = False  # the last run was stopped by the deadline
     last_results = None  # the results object of the last solve (public solution loader)
+    # incumbent watch (:meth:`watch_incumbents`): columns read, the test, what it saw
+    _watch_vars: list | None = None
+    _watch_cols: np.ndarray | None = None  # their columns (known once Pyomo's update ran)
+    _watch_test = None
+    _watch_hooked = False
+    stopped_early = False  # the last run was stopped at an incumbent the test flagged
+    incumbents: list[np.ndarray]
 
     def solve(self, model, **kwds):
         self.last_results = super().solve(model, **kwds)
@@ -124,7 +131,7 @@ class StockHighs(Highs):
         self._deadline = deadline
         self.interrupted = False
         highs = self._highspy()
-        if deadline is None or highs is None or self._watching:
+        if (deadline is None and self._watch_vars is None) or highs is None or self._watching:
             return
         for event in (highs.cbMipInterrupt, highs.cbSimplexInterrupt, highs.cbIpmInterrupt):
             event.subscribe(self._interrupt)
@@ -135,7 +142,39 @@ class StockHighs(Highs):
         self.interrupted |= past
         # always state it: HiGHS keeps the flag between runs, so an interrupt that stopped
         # one run would stop the next at once (seen with highspy 1.16)
-        e.interrupt(past)
+        e.interrupt(past or self.stopped_early)
+
+    def watch_incumbents(self, variables, test) -> bool:
+        """For the next runs: record the values of ``variables`` in every incumbent HiGHS
+        finds (:attr:`incumbents`) and stop the run at the first for which ``test(values)``
+        is true (:attr:`stopped_early`) - lazy constraints, emulated: highspy cannot add rows
+        during a run. ``variables`` None: stop watching. False when HiGHS's columns cannot be
+        found (the watch is then off and runs go to their end)."""
+        self.stopped_early = False
+        self.incumbents = []
+        highs = self._highspy()
+        var_map = getattr(self, "_pyomo_var_to_solver_var_map", None)
+        self._watch_cols = None
+        if variables is None or highs is None or var_map is None:
+            self._watch_vars = self._watch_test = None
+            return variables is None
+        self._watch_vars, self._watch_test = variables, test
+        if not self._watch_hooked:
+            highs.cbMipSolution.subscribe(self._on_incumbent)
+            self._watch_hooked = True
+        self.set_deadline(self._deadline)  # the interrupt callback stops the run
+        return True
+
+    def _on_incumbent(self, e) -> None:
+        if self._watch_vars is not None and not self.stopped_early:
+            if self._watch_cols is None:  # the columns of a new sample's variables exist now
+                var_map = self._pyomo_var_to_solver_var_map
+                self._watch_cols = np.fromiter((var_map[id(v)] for v in self._watch_vars),
+                                               int, len(self._watch_vars))
+            got = np.asarray(e.data_out.mip_solution)[self._watch_cols]
+            self.incumbents.append(got)
+            self.stopped_early = bool(self._watch_test(got))
+        e.interrupt(self.stopped_early)
 
     def values(self, variables) -> np.ndarray:
         """Primal values of ``variables`` from the last run, through Pyomo's public solution

@@ -40,7 +40,7 @@ from .model import (
 )
 from .sample import sample_for
 from .schema import LIMIT_BY_FIELD, Scenario, SolverSettings
-from .stochastic import apply_uncertainty, attach_sample, separate, shortfall_vars
+from .stochastic import add_understated_rows, apply_uncertainty, attach_sample, lazy_rows
 
 Backend = Literal["fast", "stock"]
 INFEASIBLE = (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded)
@@ -126,15 +126,42 @@ class Session:
         finally:
             set_choice_bounds(self.built, *choice_bounds(self.data, sc))
 
-    def run(self, settings: SolverSettings, *, exact: bool = False,
-            solved_before: float = 0.0) -> Outcome:
+    def run(self, settings: SolverSettings, *, exact: bool = False) -> Outcome:
         """Solve the model as it stands now (the caller has applied a scenario and may have
         changed bounds or the objective), within ``settings`` and the session's deadline.
-        Under a CVaR, rows of draws the answer understates are added and the model re-run
-        until there are none (``optimizer.stochastic.separate``).
+
+        Under a CVaR, the shortfall rows are generated (``optimizer.stochastic``): a run stops
+        at the first incumbent that understates some draw's shortfall, the rows of every draw
+        any incumbent of the run understated are added, and the model is re-run until a run
+        ends without one; that run's answer and bound are the full model's. Out of time on
+        the way, the last run's answer is returned as not proven (its bound still holds).
 
         ``exact``: tight feasibility tolerances (certification re-solves)."""
         self.hand_over()
+        solver = self._solver
+        watch = lazy_rows(self.built)
+        solved, nodes = 0.0, 0
+        while True:
+            if watch is not None:
+                solver.watch_incumbents(*watch)
+            else:
+                solver.watch_incumbents(None, None)
+            out = self._run_once(settings, exact, solved)
+            solved, nodes = out.solve_s, nodes + (self.stats.nodes or 0)
+            self.stats.nodes = nodes
+            if watch is None or not out.has_solution:
+                return out
+            added = add_understated_rows(
+                self.built, [*solver.incumbents, solver.values(watch[0])])
+            if not added and not solver.stopped_early:
+                return out
+            if self.time_up():
+                return replace(out, termination=TerminationCondition.maxTimeLimit)
+            if not added:  # cannot happen (the flagged incumbent has rows to add): run to end
+                watch = None
+
+    def _run_once(self, settings: SolverSettings, exact: bool, solved_before: float
+                  ) -> Outcome:
         limit = settings.time_limit_s
         if self.deadline is not None:
             # leave room for what follows HiGHS's run (reading the answer, the result): the
@@ -163,18 +190,9 @@ class Session:
             both = solver.values([*(m.choose[p] for p in range(n)),
                                   *(m.stake[p] for p in range(n))])
             x, s = both[:n], both[n:]
-        out = Outcome(termination=termination, has_solution=has,
-                      objective=res.incumbent_objective, bound=res.objective_bound,
-                      solve_s=timer.get_total_time("optimize") + solved_before, x=x, s=s)
-        if has and "shortfall" in self.built.sample_parts:
-            tail = solver.values(shortfall_vars(self.built))
-            if separate(self.built, x, s, float(tail[0]), tail[1:]):
-                # the run overstated the portfolio's CVaR: re-run with those draws' rows;
-                # out of time, the answer is not proven (its bound still holds)
-                if self.time_up():
-                    return replace(out, termination=TerminationCondition.maxTimeLimit)
-                return self.run(settings, exact=exact, solved_before=out.solve_s)
-        return out
+        return Outcome(termination=termination, has_solution=has,
+                       objective=res.incumbent_objective, bound=res.objective_bound,
+                       solve_s=timer.get_total_time("optimize") + solved_before, x=x, s=s)
 
     def learn_overhead(self, wall_s: float, solve_s: float) -> None:
         """Record what a whole solve call spent outside HiGHS's run (for the next deadline)."""

@@ -13,10 +13,11 @@ With ``a_sp = available_sp value_p price_sp - equity_p overrun_sp`` and ``R_s = 
   (``lam`` = 0 for ``expected_npv``, ``risk_aversion`` for ``mean_cvar``);
 - ``shortfall``: ``u_s >= eta - R_s``, ``u_s >= 0`` (Rockafellar-Uryasev: at the optimum
   ``eta - 1/(alpha N) sum_s u_s`` is the CVaR of R). Rows are generated, a cut per draw: the
-  model starts with the 2 alpha N draws worst across the board, and after every run the rows
-  of the draws whose shortfall the portfolio understates are added and the model re-run
-  (:func:`separate`), until none is: then the run's answer and bound are the full model's
-  (bench/README.md measures it against every row);
+  model starts with the 2 alpha N draws worst across the board; a run stops at its first
+  incumbent that understates a draw's shortfall, the rows of the draws any incumbent
+  understated are added and the model re-run (:func:`lazy_rows`, ``Session.run``), until a
+  run ends with none: its answer and bound are then the full model's (bench/README.md
+  measures it against every row);
 - ``cvar_floor``: ``eta - 1/(alpha N) sum_s u_s + relax >= min_cvar_npv``;
 - ``caps_in_draw[s, cap]``: ``sum_p w_p (equity_p overrun_sp s_p + deal_p x_p) + S_s held_s
   <= cap + S_s`` for every spend cap (``S_s`` the most the cap's spend can be in draw s, so
@@ -31,6 +32,7 @@ limit of CONTRACT section 3 still holds at face value: the face-value rows are u
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pyomo.environ as pyo
@@ -93,7 +95,7 @@ def _risk_objective(built: BuiltModel) -> None:
 
 def _add_shortfall(built: BuiltModel) -> None:
     """shortfall: ``u_s - eta + sum_p a_sp s_p - deal_p x_p >= 0``, one row per draw, added
-    as needed (:func:`separate`): it starts with the draws worst across the board; cvar_floor."""
+    as needed (:func:`lazy_rows`): it starts with the draws worst across the board; cvar_floor."""
     m, b, smp = built.model, built.model.draws, built.sample
     b.shortfall = pyo.ConstraintList(doc="u_s >= eta - R_s, for the draws that need it")
     built.shortfall_rows = {}
@@ -147,28 +149,42 @@ def _ensure_tail_rows(built: BuiltModel, alpha: float) -> None:
 SEPARATION_TOL = 1e-7  # a shortfall row missed by more than this (relative) is added
 
 
-def separate(built: BuiltModel, x: np.ndarray, s: np.ndarray, eta: float,
-             shortfall: np.ndarray) -> int:
-    """Row generation for CVaR (a cut per draw): the rows of the draws whose shortfall the
-    run's portfolio understates (``eta - R_s > u_s``: only draws without a row can), added;
-    how many. None added: the run's CVaR is the portfolio's, so its answer and bound are those
-    of the full sample-average model (every row present). Called after every run that has a
-    solution while the model holds shortfall rows (``Session.run``)."""
+def lazy_rows(built: BuiltModel) -> tuple[list, Callable[[np.ndarray], bool]] | None:
+    """Row generation for CVaR (a cut per draw), as ``Session.run`` drives it: the variables
+    to read off every incumbent (``choose``, ``stake``, ``eta``, then ``u_s`` of every draw)
+    and the test that flags an incumbent understating some draw's shortfall (a row it needs
+    is missing). None when the model holds no shortfall rows."""
     if "shortfall" not in built.sample_parts:
-        return 0
-    a = _value_coefficients(built)
-    r = a @ s - float(built.data.col("deal_cost_musd") @ x)
-    gap = eta - r - shortfall
-    broken = np.flatnonzero(gap > SEPARATION_TOL * max(1.0, abs(eta)))
-    broken = [int(d) for d in broken if int(d) not in built.shortfall_rows]
-    _add_shortfall_rows(built, broken)
-    return len(broken)
+        return None
+    m, b, n = built.model, built.model.draws, built.data.n
+    variables = [*(m.choose[p] for p in range(n)), *(m.stake[p] for p in range(n)), b.eta,
+                 *(b.shortfall_of[s] for s in b.S)]
+    return variables, lambda values: len(understated(built, values)) > 0
 
 
-def shortfall_vars(built: BuiltModel) -> list:
-    """eta, then u_s of every draw (for reading a run's values)."""
-    b = built.model.draws
-    return [b.eta, *(b.shortfall_of[d] for d in b.S)]
+def understated(built: BuiltModel, values: np.ndarray) -> list[int]:
+    """The draws, without a row yet, whose shortfall the point ``values`` (in
+    :func:`lazy_rows`' order) understates (``eta - R_s > u_s``); at most ceil(alpha N) of
+    them, the worst for the point first: those alone make its best CVaR terms its portfolio's
+    CVaR, and an incumbent whose ``eta`` is far off would otherwise ask for nearly every
+    row. Empty: the point's CVaR terms are its portfolio's CVaR."""
+    n = built.data.n
+    x, s, eta, u = values[:n], values[n:2 * n], float(values[2 * n]), values[2 * n + 1:]
+    r = _value_coefficients(built) @ s - float(built.data.col("deal_cost_musd") @ x)
+    missing = np.ones(len(r), dtype=bool)
+    missing[list(built.shortfall_rows)] = False
+    broken = np.flatnonzero(missing & (eta - r - u > SEPARATION_TOL * max(1.0, abs(eta))))
+    k = math.ceil(float(pyo.value(built.model.draws.alpha)) * len(r) - 1e-9)
+    if len(broken) > k:
+        broken = broken[np.argsort(r[broken], kind="stable")[:k]]
+    return sorted(broken.tolist())
+
+
+def add_understated_rows(built: BuiltModel, points: list[np.ndarray]) -> int:
+    """Add the shortfall rows of every draw any of ``points`` understates; how many."""
+    todo = sorted(set().union(*(understated(built, v) for v in points)))
+    _add_shortfall_rows(built, todo)
+    return len(todo)
 
 
 def _add_caps(built: BuiltModel) -> None:
