@@ -49,6 +49,7 @@ class BuiltModel:
     sample: Any = None  # the sample whose rows the model holds (optimizer.stochastic)
     sample_parts: set[str] = field(default_factory=set)  # which of its row families exist
     shortfall_rows: dict[int, Any] = field(default_factory=dict)  # draw -> its shortfall row
+    cvar_counts: bool = False  # the scenario's objective or a floor reads CVaR (rows needed)
 
 
 def _lin(coefs, vars_, extra=()) -> LinearExpression:

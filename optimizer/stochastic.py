@@ -153,8 +153,9 @@ def lazy_rows(built: BuiltModel) -> tuple[list, Callable[[np.ndarray], bool]] | 
     """Row generation for CVaR (a cut per draw), as ``Session.run`` drives it: the variables
     to read off every incumbent (``choose``, ``stake``, ``eta``, then ``u_s`` of every draw)
     and the test that flags an incumbent understating some draw's shortfall (a row it needs
-    is missing). None when the model holds no shortfall rows."""
-    if "shortfall" not in built.sample_parts:
+    is missing). None when the model holds no shortfall rows or the scenario does not read
+    CVaR."""
+    if "shortfall" not in built.sample_parts or not built.cvar_counts:
         return None
     m, b, n = built.model, built.model.draws, built.data.n
     variables = [*(m.choose[p] for p in range(n)), *(m.stake[p] for p in range(n)), b.eta,
@@ -264,6 +265,10 @@ def apply_uncertainty(built: BuiltModel, sc: Scenario) -> None:
         if "shortfall" not in built.sample_parts:
             _add_shortfall(built)
     b.lam.set_value(sc.risk_aversion if stochastic and sc.objective == "mean_cvar" else 0.0)
+    # eta and u_s mean nothing to a run that neither maximises CVaR nor holds a floor on it:
+    # such runs generate no rows (their eta is free to sit anywhere)
+    built.cvar_counts = stochastic and ((sc.objective == "mean_cvar" and sc.risk_aversion > 0)
+                                        or sc.min_cvar_npv is not None)
     b.alpha.set_value(sc.cvar_alpha)
     if "shortfall" in built.sample_parts:
         _ensure_tail_rows(built, sc.cvar_alpha)

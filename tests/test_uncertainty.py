@@ -439,3 +439,35 @@ def test_runs_stop_at_an_incumbent_that_understates_a_draw(backend, monkeypatch)
     _add_shortfall_rows(full.built, range(200))
     want = full.run(sc.solver)
     assert got.objective == pytest.approx(want.objective, rel=1e-7)
+
+
+def test_a_run_that_does_not_read_cvar_adds_no_rows():
+    """After a mean-CVaR run, the same sample's expected_npv run leaves eta and u_s free:
+    it must not generate rows for them, and answers what a fresh session answers."""
+    from optimizer import load_projects
+    from optimizer.session import Session
+    from optimizer.stochastic import lazy_rows
+
+    data = load_projects()
+    base = load_scenario("inputs/scenarios/base.json").model_dump()
+    base.update(uncertainty={"draws": 200, "seed": 7, "fresh_draws": 0},
+                solver={"mip_gap": 1e-9, "time_limit_s": 60})
+    risky = Scenario.model_validate({**base, "objective": "mean_cvar", "risk_aversion": 1.0,
+                                     "cvar_alpha": 0.05})
+    mean = Scenario.model_validate({**base, "objective": "expected_npv"})
+    s = Session(data)
+    s.apply(risky)
+    s.run(risky.solver)
+    assert lazy_rows(s.built) is not None
+    held = len(s.built.shortfall_rows)
+    s.apply(mean)
+    assert lazy_rows(s.built) is None  # eta, u_s are free in this run: nothing to generate
+    got = s.run(mean.solver)
+    assert len(s.built.shortfall_rows) == held
+    for reads, fields in ((False, {"objective": "mean_cvar", "risk_aversion": 0.0}),
+                          (True, {"objective": "expected_npv", "min_cvar_npv": -500})):
+        s.apply(Scenario.model_validate({**base, **fields}))
+        assert (lazy_rows(s.built) is not None) is reads, fields
+    fresh = Session(data)
+    fresh.apply(mean)
+    assert got.objective == pytest.approx(fresh.run(mean.solver).objective, rel=1e-7)
