@@ -140,29 +140,32 @@ class Session:
         self.hand_over()
         solver = self._solver
         watch = lazy_rows(self.built)
+        until = time.monotonic() + settings.time_limit_s  # the limit holds for all runs
         solved, nodes = 0.0, 0
         while True:
             if watch is not None:
                 solver.watch_incumbents(*watch)
             else:
                 solver.watch_incumbents(None, None)
-            out = self._run_once(settings, exact, solved)
+            out = self._run_once(settings, exact, solved, until)
             solved, nodes = out.solve_s, nodes + (self.stats.nodes or 0)
             self.stats.nodes = nodes
-            if watch is None or not out.has_solution:
+            if watch is None or not (out.has_solution or solver.stopped_early):
                 return out
-            added = add_understated_rows(
-                self.built, [*solver.incumbents, solver.values(watch[0])])
+            seen = list(solver.incumbents)
+            if out.has_solution:
+                seen.append(solver.values(watch[0]))
+            added = add_understated_rows(self.built, seen)
             if not added and not solver.stopped_early:
                 return out
-            if self.time_up():
+            if self.time_up() or until - time.monotonic() <= 1e-3:
                 return replace(out, termination=TerminationCondition.maxTimeLimit)
             if not added:  # cannot happen (the flagged incumbent has rows to add): run to end
                 watch = None
 
-    def _run_once(self, settings: SolverSettings, exact: bool, solved_before: float
-                  ) -> Outcome:
-        limit = settings.time_limit_s
+    def _run_once(self, settings: SolverSettings, exact: bool, solved_before: float,
+                  until: float) -> Outcome:
+        limit = max(1e-3, min(settings.time_limit_s, until - time.monotonic()))
         if self.deadline is not None:
             # leave room for what follows HiGHS's run (reading the answer, the result): the
             # limit is for the whole call (measured on this model, at most 10 % of the limit)
