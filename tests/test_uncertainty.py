@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 
 import numpy as np
 import pandas as pd
@@ -411,6 +412,7 @@ def test_runs_stop_at_an_incumbent_that_understates_a_draw(backend, monkeypatch)
     draw's row, and the final run is not; the answer is that of the model with every row
     (mean_cvar at lambda 1 on 200 draws, where the start rows understate the tail)."""
     from optimizer import load_projects
+    from optimizer.highs_backend import StockHighs
     from optimizer.session import Session
     from optimizer.stochastic import _add_shortfall_rows
 
@@ -429,10 +431,22 @@ def test_runs_stop_at_an_incumbent_that_understates_a_draw(backend, monkeypatch)
         return out
 
     monkeypatch.setattr(Session, "_run_once", run_once)
+    ends: list[float] = []  # when each HiGHS run would stop at the latest
+    solve = StockHighs.solve
+
+    def timed_solve(self, model, **kwds):
+        ends.append(time.monotonic() + kwds["time_limit"])
+        return solve(self, model, **kwds)
+
+    monkeypatch.setattr(StockHighs, "solve", timed_solve)
     lazy = Session(data, backend=backend)
     lazy.apply(sc)
+    lazy.hand_over()
+    start = time.monotonic()
     got = lazy.run(sc.solver)
     assert any(stops[:-1]) and not stops[-1], stops
+    # the scenario's 60 s are for all the runs together, not 60 s each
+    assert len(ends) == len(stops) and max(ends) <= start + 60 + 1e-3
     assert len(lazy.built.shortfall_rows) < 200
     full = Session(data, backend=backend)
     full.apply(sc)
