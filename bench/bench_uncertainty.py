@@ -949,14 +949,16 @@ def verify_lp(kind: str, tmp: Path, **kw) -> str:
 
     # the library generates CVaR rows as needed; for the check it holds every row, in draw
     # order, as the plain form does (the generated model is a subset of these rows)
-    tail_rows = ostoch._ensure_tail_rows
+    # and the caps' big-M at S_s, the plain form's (the library's is tighter: the quantile)
+    tail_rows, work = ostoch._ensure_tail_rows, ostoch.QUANTILE_WORK
     ostoch._ensure_tail_rows = lambda built, alpha: ostoch._add_shortfall_rows(
         built, range(built.sample.n_draws))
+    ostoch.QUANTILE_WORK = 0
     try:
         opt = optimizer.Optimizer(inst["data"])
         opt.solve(inst["sc"])
     finally:
-        ostoch._ensure_tail_rows = tail_rows
+        ostoch._ensure_tail_rows, ostoch.QUANTILE_WORK = tail_rows, work
     try:
         hs = opt.session._solver
         lp = hs._solver_model.getLp()

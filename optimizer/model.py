@@ -50,6 +50,7 @@ class BuiltModel:
     sample_parts: set[str] = field(default_factory=set)  # which of its row families exist
     shortfall_rows: dict[int, Any] = field(default_factory=dict)  # draw -> its shortfall row
     cvar_counts: bool = False  # the scenario's objective or a floor reads CVaR (rows needed)
+    cap_margins: Any = None  # optimizer.stochastic.CapMargins of the sample's caps_in_draw
 
 
 def _lin(coefs, vars_, extra=()) -> LinearExpression:

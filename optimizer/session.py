@@ -40,7 +40,13 @@ from .model import (
 )
 from .sample import sample_for
 from .schema import LIMIT_BY_FIELD, Scenario, SolverSettings
-from .stochastic import add_understated_rows, apply_uncertainty, attach_sample, lazy_rows
+from .stochastic import (
+    add_understated_rows,
+    apply_uncertainty,
+    attach_sample,
+    lazy_rows,
+    set_cap_margins,
+)
 
 Backend = Literal["fast", "stock"]
 INFEASIBLE = (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded)
@@ -137,10 +143,10 @@ class Session:
         the way, the last run's answer is returned as not proven (its bound still holds).
 
         ``exact``: tight feasibility tolerances (certification re-solves)."""
+        until = time.monotonic() + settings.time_limit_s  # the limit holds for all runs
         self.hand_over()
         solver = self._solver
         watch = lazy_rows(self.built)
-        until = time.monotonic() + settings.time_limit_s  # the limit holds for all runs
         solved, nodes = 0.0, 0
         while True:
             if watch is not None:
@@ -235,6 +241,11 @@ class Session:
         for f in m.F:
             m.relax[f].setub(None if (f not in enforced or f == free) else 0.0)
             m.relax_weight[f].set_value(1.0 if f == free else 0.0)
+        # caps_in_draw's tight big-M assumes ceil(p N) draws hold the caps: not once that
+        # limit's slack may move
+        held = "budget_confidence" in enforced and free != "budget_confidence"
+        set_cap_margins(self.built,
+                        round(pyo.value(m.rhs["budget_confidence"])) if held else None)
         set_choice_bounds(self.built, *choice_bounds(
             self.data, sc, [f for f in FILTER_FIELDS if f in enforced]))
         use_objective(self.built, "relax")
