@@ -130,8 +130,13 @@ class StockHighs(Highs):
         to it, HiGHS's own ``time_limit`` is all there is."""
         self._deadline = deadline
         self.interrupted = False
+        if deadline is not None:
+            self._hook_interrupt()
+
+    def _hook_interrupt(self) -> None:
+        """Subscribe :meth:`_interrupt` to HiGHS's interrupt callbacks, once."""
         highs = self._highspy()
-        if (deadline is None and self._watch_vars is None) or highs is None or self._watching:
+        if highs is None or self._watching:
             return
         for event in (highs.cbMipInterrupt, highs.cbSimplexInterrupt, highs.cbIpmInterrupt):
             event.subscribe(self._interrupt)
@@ -144,12 +149,12 @@ class StockHighs(Highs):
         # one run would stop the next at once (seen with highspy 1.16)
         e.interrupt(past or self.stopped_early)
 
-    def watch_incumbents(self, variables, test) -> bool:
+    def watch_incumbents(self, variables, test) -> None:
         """For the next runs: record the values of ``variables`` in every incumbent HiGHS
         finds (:attr:`incumbents`) and stop the run at the first for which ``test(values)``
         is true (:attr:`stopped_early`) - lazy constraints, emulated: highspy cannot add rows
-        during a run. ``variables`` None: stop watching. False when HiGHS's columns cannot be
-        found (the watch is then off and runs go to their end)."""
+        during a run. ``variables`` None: stop watching. Where HiGHS's columns cannot be
+        found the watch stays off and runs go to their end."""
         self.stopped_early = False
         self.incumbents = []
         highs = self._highspy()
@@ -157,13 +162,12 @@ class StockHighs(Highs):
         self._watch_cols = None
         if variables is None or highs is None or var_map is None:
             self._watch_vars = self._watch_test = None
-            return variables is None
+            return
         self._watch_vars, self._watch_test = variables, test
         if not self._watch_hooked:
             highs.cbMipSolution.subscribe(self._on_incumbent)
             self._watch_hooked = True
-        self.set_deadline(self._deadline)  # the interrupt callback stops the run
-        return True
+        self._hook_interrupt()  # the interrupt callback stops the run
 
     def _on_incumbent(self, e) -> None:
         if self._watch_vars is not None and not self.stopped_early:

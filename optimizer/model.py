@@ -51,6 +51,7 @@ class BuiltModel:
     shortfall_rows: dict[int, Any] = field(default_factory=dict)  # draw -> its shortfall row
     cvar_counts: bool = False  # the scenario's objective or a floor reads CVaR (rows needed)
     cap_margins: Any = None  # optimizer.stochastic.CapMargins of the sample's caps_in_draw
+    value_coefs: Any = None  # (sample, data, its (N, n) a_sp): optimizer.stochastic's cache
 
 
 def _lin(coefs, vars_, extra=()) -> LinearExpression:

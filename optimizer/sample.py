@@ -381,15 +381,19 @@ def sample_cells(uncertainty: Any, n_projects: int) -> int:
     builds anything."""
     if uncertainty is None:
         return 0
-    u = uncertainty if isinstance(uncertainty, dict) else uncertainty.model_dump()
-    fresh = int(u.get("fresh_draws") or 0)
-    if "draws_table" in u:
-        draws = len({r.get("draw") if isinstance(r, dict) else r.draw
-                     for r in u.get("draws_table") or []})
-    elif "draws_file" in u:
+    raw = isinstance(uncertainty, dict)  # read in place: no copy of a large draws table
+
+    def get(key: str) -> Any:
+        return uncertainty.get(key) if raw else getattr(uncertainty, key, None)
+
+    fresh = int(get("fresh_draws") or 0)
+    table = get("draws_table")
+    if table is not None:
+        draws = len({r.get("draw") if isinstance(r, dict) else r.draw for r in table})
+    elif get("draws_file") is not None:
         draws = 0  # a file on the server's disk: the CLI's, sized when read
     else:
-        draws = int(u.get("draws") or 0)
+        draws = int(get("draws") or 0)
     return max(draws, fresh) * n_projects
 
 

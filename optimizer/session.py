@@ -149,10 +149,7 @@ class Session:
         watch = lazy_rows(self.built)
         solved, nodes = 0.0, 0
         while True:
-            if watch is not None:
-                solver.watch_incumbents(*watch)
-            else:
-                solver.watch_incumbents(None, None)
+            solver.watch_incumbents(*(watch or (None, None)))
             out = self._run_once(settings, exact, solved, until)
             solved, nodes = out.solve_s, nodes + (self.stats.nodes or 0)
             self.stats.nodes = nodes

@@ -84,7 +84,7 @@ def _risk_objective(built: BuiltModel) -> None:
     if hasattr(b, "risk_obj"):
         b.del_component(b.risk_obj)
     n = data.n
-    mean_a = smp.value_coefficients(data).mean(axis=0)
+    mean_a = _value_coefficients(built).mean(axis=0)
     deal = data.col("deal_cost_musd")
     keep_mean = 1 - b.lam
     coefs = [keep_mean * float(v) for v in mean_a] + [keep_mean * float(-d) for d in deal]
@@ -120,7 +120,7 @@ def _add_shortfall(built: BuiltModel) -> None:
 
 
 def _add_shortfall_rows(built: BuiltModel, draws) -> None:
-    m, b, data, smp = built.model, built.model.draws, built.data, built.sample
+    m, b, data = built.model, built.model.draws, built.data
     a = _value_coefficients(built)
     deal = -data.col("deal_cost_musd")
     sx = [m.stake[p] for p in range(data.n)] + [m.choose[p] for p in range(data.n)]
@@ -131,15 +131,15 @@ def _add_shortfall_rows(built: BuiltModel, draws) -> None:
         built.shortfall_rows[s] = b.shortfall.add(
             (0.0, _lin(np.concatenate([a[s], deal]), sx,
                        ((1.0, b.shortfall_of[s]), (-1.0, b.eta))), None))
-    del smp
 
 
 def _value_coefficients(built: BuiltModel) -> np.ndarray:
-    """The sample's (N, n) value coefficients a_sp, made once per sample."""
-    got = getattr(built, "_a", None)
-    if got is None or got[0] is not built.sample:
-        built._a = (built.sample, built.sample.value_coefficients(built.data))
-    return built._a[1]
+    """The sample's (N, n) value coefficients a_sp on the model's data, made once."""
+    got = built.value_coefs
+    if got is None or got[0] is not built.sample or got[1] is not built.data:
+        built.value_coefs = got = (built.sample, built.data,
+                                   built.sample.value_coefficients(built.data))
+    return got[2]
 
 
 def _ensure_tail_rows(built: BuiltModel, alpha: float) -> None:
